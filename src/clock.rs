@@ -1,0 +1,213 @@
+//! The loop's clock: the system's monotonic clock, or a manual (virtual) one for tests.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::remote::Shared;
+
+/// The time source of a [`Loop`](crate::Loop).
+///
+/// [`Clock::system()`] (the default) is the monotonic clock. [`Clock::manual()`] is
+/// a virtual clock for tests: it stands still until [`advance`](Clock::advance) moves
+/// it, except that by default it *auto-advances*: when a loop that uses it has
+/// nothing ready, no I/O event and no threadsafe call pending, it jumps straight to the
+/// loop's next timer instead of sleeping. A test of a one-hour timeout then takes
+/// milliseconds, and readers, writers and threadsafe calls still work.
+///
+/// Clones share one time: advancing a clone advances them all, and wakes every loop
+/// built with the clock.
+///
+/// ```
+/// use std::time::Duration;
+/// use std::{cell::Cell, rc::Rc};
+/// use evloop::{Clock, Loop};
+///
+/// let clock = Clock::manual();
+/// let lp = Loop::builder().clock(clock.clone()).build().unwrap();
+/// let start = lp.time();
+/// let fired = Rc::new(Cell::new(false));
+/// let f = fired.clone();
+/// lp.call_later(Duration::from_secs(3600), move |lp| { f.set(true); lp.stop(); });
+/// lp.run_forever().unwrap(); // returns at once: the clock jumped an hour
+/// assert!(fired.get());
+/// assert_eq!(lp.time() - start, Duration::from_secs(3600));
+/// ```
+#[derive(Clone)]
+pub struct Clock {
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    System { epoch: Instant },
+    Manual(Arc<Manual>),
+}
+
+struct Manual {
+    epoch: Instant,
+    /// Virtual nanoseconds since `epoch`; only ever grows.
+    now_ns: AtomicU64,
+    auto_advance: AtomicBool,
+    /// The loops that use this clock, woken when it is advanced.
+    loops: Mutex<Vec<Weak<Shared>>>,
+}
+
+impl Clock {
+    /// The system's monotonic clock ([`Instant::now`]).
+    pub fn system() -> Clock {
+        Clock {
+            kind: Kind::System {
+                epoch: Instant::now(),
+            },
+        }
+    }
+
+    /// A virtual clock that starts at the current instant and moves only when
+    /// advanced (by [`advance`](Clock::advance), or automatically to the next timer
+    /// when a loop using it is idle).
+    pub fn manual() -> Clock {
+        Clock {
+            kind: Kind::Manual(Arc::new(Manual {
+                epoch: Instant::now(),
+                now_ns: AtomicU64::new(0),
+                auto_advance: AtomicBool::new(true),
+                loops: Mutex::new(Vec::new()),
+            })),
+        }
+    }
+
+    /// Turns auto-advance of a manual clock on (the default) or off. With it off, the
+    /// clock moves only through [`advance`](Clock::advance), and a loop waiting for a
+    /// timer sleeps until then.
+    ///
+    /// # Panics
+    /// On a system clock: its time cannot be steered.
+    pub fn set_auto_advance(&self, on: bool) {
+        self.manual_state("set_auto_advance")
+            .auto_advance
+            .store(on, Ordering::SeqCst);
+    }
+
+    /// Moves a manual clock forward by `d` and wakes the loops that use it, so that
+    /// timers now due run. Callable from any thread.
+    ///
+    /// # Panics
+    /// On a system clock: its time cannot be steered.
+    pub fn advance(&self, d: Duration) {
+        let m = self.manual_state("advance");
+        let d = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let _ = m
+            .now_ns
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_add(d))
+            });
+        m.notify();
+    }
+
+    /// A fresh reading of this clock.
+    pub fn now(&self) -> Instant {
+        self.instant_at(self.now_ns())
+    }
+
+    /// Whether this is a manual clock.
+    pub fn is_manual(&self) -> bool {
+        matches!(self.kind, Kind::Manual(_))
+    }
+
+    fn manual_state(&self, what: &str) -> &Manual {
+        match &self.kind {
+            Kind::Manual(m) => m,
+            Kind::System { .. } => {
+                panic!("Clock::{what} works on a manual clock only: build it with Clock::manual()")
+            }
+        }
+    }
+
+    /// Nanoseconds since this clock's epoch: the unit of the timer store.
+    pub(crate) fn now_ns(&self) -> u64 {
+        match &self.kind {
+            Kind::System { epoch } => nanos(epoch.elapsed()),
+            Kind::Manual(m) => m.now_ns.load(Ordering::SeqCst),
+        }
+    }
+
+    /// The instant `ns` nanoseconds after the epoch.
+    pub(crate) fn instant_at(&self, ns: u64) -> Instant {
+        self.epoch() + Duration::from_nanos(ns)
+    }
+
+    /// The timer-store time of `when` (instants before the epoch count as the epoch).
+    pub(crate) fn ns_of(&self, when: Instant) -> u64 {
+        nanos(when.saturating_duration_since(self.epoch()))
+    }
+
+    fn epoch(&self) -> Instant {
+        match &self.kind {
+            Kind::System { epoch } => *epoch,
+            Kind::Manual(m) => m.epoch,
+        }
+    }
+
+    /// For a manual clock with auto-advance: jump to `ns` if it is in the future.
+    /// Returns whether the clock is one that auto-advances.
+    pub(crate) fn auto_advance_to(&self, ns: u64) -> bool {
+        match &self.kind {
+            Kind::Manual(m) if m.auto_advance.load(Ordering::SeqCst) => {
+                m.now_ns.fetch_max(ns, Ordering::SeqCst);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether an idle loop should jump in time rather than sleep.
+    pub(crate) fn auto_advances(&self) -> bool {
+        matches!(&self.kind, Kind::Manual(m) if m.auto_advance.load(Ordering::SeqCst))
+    }
+
+    /// Remembers a loop to wake when a manual clock is advanced.
+    pub(crate) fn attach(&self, shared: &Arc<Shared>) {
+        if let Kind::Manual(m) = &self.kind {
+            let mut loops = m.loops.lock();
+            loops.retain(|w| w.strong_count() > 0);
+            loops.push(Arc::downgrade(shared));
+        }
+    }
+}
+
+impl Manual {
+    fn notify(&self) {
+        let loops: Vec<Arc<Shared>> = self.loops.lock().iter().filter_map(Weak::upgrade).collect();
+        for shared in loops {
+            shared.notify();
+        }
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::system()
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::System { .. } => f.write_str("Clock::system()"),
+            Kind::Manual(m) => write!(
+                f,
+                "Clock::manual(+{:?})",
+                Duration::from_nanos(m.now_ns.load(Ordering::SeqCst))
+            ),
+        }
+    }
+}
+
+/// A duration in whole nanoseconds, saturating (u64 nanoseconds last 584 years).
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}

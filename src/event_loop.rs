@@ -1,0 +1,849 @@
+//! `Loop` and `LoopBuilder`: scheduling, and the iteration that runs callbacks.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::os::fd::RawFd;
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use crate::clock::{Clock, nanos};
+use crate::errors::{Error, ErrorContext, default_exception_handler};
+use crate::handle::{Handle, Target, TimerHandle};
+use crate::io::Io;
+use crate::ready::{Callback, Entry, Popped, Ready};
+use crate::remote::{Queued, Remote, Shared};
+use crate::timers::Timers;
+
+/// While callbacks keep the loop busy, the OS is polled (without blocking) on at
+/// least every this many iterations, so that I/O is never starved; an idle loop
+/// polls, blocking, on every iteration. Skipping the poll syscall on the others is
+/// what makes a chain of callbacks cheap.
+pub(crate) const POLL_INTERVAL: u32 = 32;
+
+/// The handler type stored by `set_exception_handler`.
+type ExceptionHandler = Box<dyn FnMut(&Loop, &ErrorContext)>;
+
+/// A callback-based event loop, in the style of asyncio's.
+///
+/// One thread owns a `Loop`. Timers, I/O readiness and work sent from other threads
+/// all become callbacks on its ready queue, run one after another by
+/// [`run_forever`](Loop::run_forever), [`run_once`](Loop::run_once) or
+/// `run_until_complete`. Callbacks receive `&Loop`, so they need not capture it.
+///
+/// `Loop` is `!Send` and cheap to clone: all clones are the same loop. Other threads
+/// use a [`Remote`].
+///
+/// # One iteration
+/// 1. **Timeout**: zero if callbacks are ready, a threadsafe call is queued or the loop
+///    is stopping; else until the earliest live timer; else forever.
+/// 2. **Poll**: wait for I/O (or a wake-up) that long, and queue every ready reader
+///    and writer. While callbacks keep the loop busy the poll syscall is made on
+///    at least every 32nd iteration, and always by `run_once`, so I/O waits at most 32
+///    iterations behind a chain of callbacks.
+/// 3. **Timers**: queue every timer whose deadline has passed, earliest first, equal
+///    deadlines in scheduling order.
+/// 4. **Threadsafe calls**: queue those that arrived from other threads.
+/// 5. **Run**: run exactly the callbacks queued when this phase began, in order.
+///    Callbacks scheduled meanwhile wait for the next iteration. This is the only
+///    place where callbacks run; everything else just queues them.
+///
+/// # Panics in callbacks
+/// A panicking callback does not take the loop down: the panic is caught, handed to
+/// the exception handler as an [`ErrorContext`] and the next callback runs. (Built
+/// with `panic = "abort"`, there is nothing to catch: the process aborts.)
+///
+/// ```
+/// use std::time::Duration;
+/// let lp = evloop::Loop::new().unwrap();
+/// lp.call_soon(|_| println!("first"));
+/// lp.call_later(Duration::from_millis(1), |lp| {
+///     println!("a millisecond later");
+///     lp.stop();
+/// });
+/// lp.run_forever().unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Loop {
+    inner: Rc<Inner>,
+}
+
+/// The state of a loop. Fields are separate `RefCell`s, each borrowed only briefly
+/// and never while a user callback runs.
+pub(crate) struct Inner {
+    ready: RefCell<Ready>,
+    timers: RefCell<Timers>,
+    io: RefCell<Io>,
+    /// The remote queue; `None` once closed (dropping it fails later sends).
+    rx: RefCell<Option<Receiver<Queued>>>,
+    shared: Arc<Shared>,
+    clock: Clock,
+    running: Cell<bool>,
+    stopping: Cell<bool>,
+    closed: Cell<bool>,
+    /// Iterations since the OS was last polled.
+    unpolled: Cell<u32>,
+    debug: bool,
+    slow_callback: Duration,
+    handler: RefCell<Option<ExceptionHandler>>,
+    /// Called by `close()`, for upper layers (the executor) to shut down.
+    close_hooks: RefCell<Vec<Box<dyn FnOnce()>>>,
+}
+
+thread_local! {
+    /// The loop running on this thread, if any.
+    static CURRENT: RefCell<Option<Loop>> = const { RefCell::new(None) };
+    /// The loops created on this thread, by the address of their `Shared`, so that a
+    /// `Remote` used on its loop's own thread can skip the channel.
+    static OWNED: RefCell<Vec<(usize, Weak<Inner>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The loop that `shared` belongs to, if it was created on this thread and still lives.
+pub(crate) fn local_loop(shared: &Arc<Shared>) -> Option<Loop> {
+    let addr = Arc::as_ptr(shared) as usize;
+    OWNED
+        .try_with(|owned| {
+            let owned = owned.borrow();
+            owned
+                .iter()
+                .find(|(a, _)| *a == addr)
+                .and_then(|(_, w)| w.upgrade())
+                .map(|inner| Loop { inner })
+        })
+        .ok()
+        .flatten()
+}
+
+/// Configures and builds a [`Loop`].
+///
+/// ```
+/// use std::time::Duration;
+/// let lp = evloop::Loop::builder()
+///     .debug(true)
+///     .slow_callback_duration(Duration::from_millis(20))
+///     .build()
+///     .unwrap();
+/// assert!(!lp.is_closed());
+/// ```
+#[derive(Debug, Clone)]
+pub struct LoopBuilder {
+    debug: bool,
+    slow_callback: Duration,
+    clock: Clock,
+}
+
+impl LoopBuilder {
+    /// Debug mode: callbacks running longer than
+    /// [`slow_callback_duration`](LoopBuilder::slow_callback_duration) are logged at
+    /// warning level with where they were scheduled. Off by default; its cost is a
+    /// clock reading around each callback.
+    pub fn debug(mut self, on: bool) -> Self {
+        self.debug = on;
+        self
+    }
+
+    /// The threshold of debug mode's slow-callback warning (default 100 ms).
+    pub fn slow_callback_duration(mut self, d: Duration) -> Self {
+        self.slow_callback = d;
+        self
+    }
+
+    /// The loop's clock (default [`Clock::system()`]); [`Clock::manual()`] for tests.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Builds the loop on the current thread.
+    pub fn build(self) -> io::Result<Loop> {
+        let (io, waker) = Io::new()?;
+        let (shared, rx) = Shared::new(waker);
+        self.clock.attach(&shared);
+        let inner = Rc::new(Inner {
+            ready: RefCell::new(Ready::new()),
+            timers: RefCell::new(Timers::new()),
+            io: RefCell::new(io),
+            rx: RefCell::new(Some(rx)),
+            shared,
+            clock: self.clock,
+            running: Cell::new(false),
+            stopping: Cell::new(false),
+            closed: Cell::new(false),
+            unpolled: Cell::new(0),
+            debug: self.debug,
+            slow_callback: self.slow_callback,
+            handler: RefCell::new(None),
+            close_hooks: RefCell::new(Vec::new()),
+        });
+        let addr = Arc::as_ptr(&inner.shared) as usize;
+        OWNED.with(|o| o.borrow_mut().push((addr, Rc::downgrade(&inner))));
+        Ok(Loop { inner })
+    }
+}
+
+impl Default for LoopBuilder {
+    fn default() -> Self {
+        LoopBuilder {
+            debug: false,
+            slow_callback: Duration::from_millis(100),
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// Restores the loop's idle state when a run ends, even by a panic.
+struct RunGuard<'a> {
+    lp: &'a Loop,
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        self.lp.inner.running.set(false);
+        self.lp.inner.stopping.set(false);
+        let _ = CURRENT.try_with(|c| c.borrow_mut().take());
+        self.lp.leave();
+    }
+}
+
+impl Loop {
+    /// A new loop with the default settings, on the current thread.
+    pub fn new() -> io::Result<Loop> {
+        LoopBuilder::default().build()
+    }
+
+    /// A builder for a loop with non-default settings.
+    pub fn builder() -> LoopBuilder {
+        LoopBuilder::default()
+    }
+
+    /// The loop running on this thread, if any (the one whose callback or task is
+    /// executing).
+    pub fn current() -> Option<Loop> {
+        CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
+    }
+
+    /// A fresh reading of the loop's clock: the monotonic clock, or the virtual time
+    /// of a manual [`Clock`]. Never cached per iteration.
+    pub fn time(&self) -> Instant {
+        self.inner.clock.now()
+    }
+
+    /// The loop's clock.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// Whether debug mode is on.
+    pub fn debug(&self) -> bool {
+        self.inner.debug
+    }
+
+    /// Schedules `f` to run on the next iteration (asyncio's `call_soon`).
+    ///
+    /// Callbacks run in the order they were scheduled (FIFO), each exactly once
+    /// unless cancelled through the returned [`Handle`].
+    ///
+    /// # Panics
+    /// On a closed loop (a programming error, as asyncio raises).
+    #[track_caller]
+    pub fn call_soon(&self, f: impl FnOnce(&Loop) + 'static) -> Handle {
+        let location = Location::caller();
+        self.check_open("call_soon");
+        let (key, id, was_empty) = {
+            let mut ready = self.inner.ready.borrow_mut();
+            let was_empty = ready.is_empty();
+            let (key, id) = ready.push_call(Box::new(f), location);
+            (key, id, was_empty)
+        };
+        if was_empty {
+            self.queued_while_idle();
+        }
+        Handle::new(Rc::downgrade(&self.inner), Target::Call { key, id })
+    }
+
+    /// Schedules `f` to run once `delay` has passed on the loop's clock.
+    ///
+    /// It never runs before [`time()`](Loop::time), read just before this call, plus
+    /// `delay`. Timers due at the same instant run in the order they were scheduled.
+    /// A delay too large to represent (`Duration::MAX`) means "never": no overflow, no
+    /// panic.
+    ///
+    /// # Panics
+    /// On a closed loop.
+    #[track_caller]
+    pub fn call_later(&self, delay: Duration, f: impl FnOnce(&Loop) + 'static) -> TimerHandle {
+        let location = Location::caller();
+        self.check_open("call_later");
+        let when = self.inner.clock.now_ns().saturating_add(nanos(delay));
+        let instant = self.inner.clock.instant_at(when);
+        self.schedule_timer(when, instant, Box::new(f), location)
+    }
+
+    /// Schedules `f` to run at `when` on the loop's clock (at once if `when` has
+    /// passed). See [`call_later`](Loop::call_later).
+    ///
+    /// # Panics
+    /// On a closed loop.
+    #[track_caller]
+    pub fn call_at(&self, when: Instant, f: impl FnOnce(&Loop) + 'static) -> TimerHandle {
+        let location = Location::caller();
+        self.check_open("call_at");
+        let ns = self.inner.clock.ns_of(when);
+        self.schedule_timer(ns, when, Box::new(f), location)
+    }
+
+    fn schedule_timer(
+        &self,
+        when: u64,
+        instant: Instant,
+        f: Callback,
+        location: &'static Location<'static>,
+    ) -> TimerHandle {
+        let (key, id) = self.inner.ready.borrow_mut().insert(f, location, true);
+        self.inner.timers.borrow_mut().push(when, id, key);
+        if !self.inner.running.get() && !self.inner.clock.is_manual() {
+            // An embedding host must see the new deadline on `as_raw_fd`.
+            let now = self.inner.clock.now_ns();
+            if let Err(e) = self.inner.io.borrow_mut().arm_timer_if_earlier(when, now) {
+                log::error!("evloop: cannot arm the timer fd: {e}");
+            }
+        }
+        let handle = Handle::new(Rc::downgrade(&self.inner), Target::Call { key, id });
+        TimerHandle::new(handle, instant)
+    }
+
+    /// A handle for other threads: `Send + Sync + Clone`.
+    pub fn remote(&self) -> Remote {
+        Remote::new(self.inner.shared.clone())
+    }
+
+    /// Calls `f` whenever `fd` is readable, level-triggered: as long as data is left
+    /// unread, `f` is called again on the next iteration.
+    ///
+    /// One reader per fd: adding again replaces the previous reader, whose closure is
+    /// dropped at once and whose handle counts as cancelled. The loop never closes `fd`.
+    ///
+    /// # Errors
+    /// A bad or closed fd, a regular file (epoll refuses those), or a closed loop:
+    /// nothing is registered then.
+    ///
+    /// # Closing a watched fd
+    /// Remove the reader (and writer) *before* closing the fd. If an fd is closed while
+    /// registered and its number reused, the new fd never receives the old
+    /// registration's events, and `add_reader` on the reused number registers the new
+    /// fd afresh; but the old callback stays in the loop's table until then.
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use std::os::fd::AsRawFd;
+    /// use std::os::unix::net::UnixStream;
+    /// let lp = evloop::Loop::new().unwrap();
+    /// let (mut a, mut b) = UnixStream::pair().unwrap();
+    /// let fd = b.as_raw_fd();
+    /// lp.add_reader(fd, move |lp| {
+    ///     let mut buf = [0u8; 5];
+    ///     b.read_exact(&mut buf).unwrap();
+    ///     assert_eq!(&buf, b"hello");
+    ///     lp.remove_reader(fd);
+    ///     lp.stop();
+    /// }).unwrap();
+    /// a.write_all(b"hello").unwrap();
+    /// lp.run_forever().unwrap();
+    /// ```
+    #[track_caller]
+    pub fn add_reader(&self, fd: RawFd, f: impl FnMut(&Loop) + 'static) -> io::Result<Handle> {
+        self.add_io(fd, false, Box::new(f), Location::caller())
+    }
+
+    /// Stops watching `fd` for reading. Returns whether a reader was registered.
+    pub fn remove_reader(&self, fd: RawFd) -> bool {
+        self.remove_io(fd, false)
+    }
+
+    /// Calls `f` whenever `fd` is writable, level-triggered (a writer whose socket
+    /// stays writable is called on every iteration: remove it when its buffer is
+    /// drained). See [`add_reader`](Loop::add_reader) for the rules.
+    #[track_caller]
+    pub fn add_writer(&self, fd: RawFd, f: impl FnMut(&Loop) + 'static) -> io::Result<Handle> {
+        self.add_io(fd, true, Box::new(f), Location::caller())
+    }
+
+    /// Stops watching `fd` for writing. Returns whether a writer was registered.
+    pub fn remove_writer(&self, fd: RawFd) -> bool {
+        self.remove_io(fd, true)
+    }
+
+    fn add_io(
+        &self,
+        fd: RawFd,
+        write: bool,
+        f: crate::io::IoCallback,
+        location: &'static Location<'static>,
+    ) -> io::Result<Handle> {
+        if self.is_closed() {
+            return Err(io::Error::other(Error::Closed));
+        }
+        let (key, id, old) = self.inner.io.borrow_mut().add(fd, write, f, location)?;
+        drop(old);
+        Ok(Handle::new(
+            Rc::downgrade(&self.inner),
+            Target::Io { key, id, write },
+        ))
+    }
+
+    fn remove_io(&self, fd: RawFd, write: bool) -> bool {
+        let removed = self.inner.io.borrow_mut().remove(fd, write);
+        removed.is_some()
+    }
+
+    /// Runs iterations until [`stop`](Loop::stop) is called.
+    ///
+    /// # Errors
+    /// `Err(Error::AlreadyRunning)` if this loop is already running or another loop
+    /// runs on this thread; `Err(Error::Closed)` on a closed loop; `Err(Error::Io)` if
+    /// polling the OS fails.
+    pub fn run_forever(&self) -> Result<(), Error> {
+        let _guard = self.enter()?;
+        self.inner.unpolled.set(POLL_INTERVAL);
+        loop {
+            self.iterate(None, false)?;
+            if self.inner.stopping.get() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs one iteration, for embedding in a foreign main loop.
+    ///
+    /// `run_once(None)` blocks as an iteration of `run_forever` would;
+    /// `run_once(Some(t))` blocks at most `t` (it caps the loop's own timeout, never
+    /// extends it). It always polls the OS. A pending [`stop`](Loop::stop) makes it
+    /// not block, and is used up by it.
+    ///
+    /// # Errors
+    /// As [`run_forever`](Loop::run_forever).
+    pub fn run_once(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        let _guard = self.enter()?;
+        self.iterate(timeout, true)
+    }
+
+    /// Makes `run_forever` return after the current iteration. Called before
+    /// `run_forever`, that call runs one iteration and returns. Does nothing on a
+    /// closed loop.
+    pub fn stop(&self) {
+        if !self.is_closed() {
+            self.inner.stopping.set(true);
+            if !self.inner.running.get() {
+                self.inner.shared.force_wake();
+            }
+        }
+    }
+
+    /// Whether `run_forever`, `run_once` or `run_until_complete` is running.
+    pub fn is_running(&self) -> bool {
+        self.inner.running.get()
+    }
+
+    /// Closes the loop: drops every pending callback, timer, reader, writer and task,
+    /// and every threadsafe call not yet run (their [`RemoteHandle`](crate::RemoteHandle)s
+    /// then report cancelled), shuts the default executor down, and makes later
+    /// [`Remote`] calls fail with `Err(Error::Closed)`. Closing twice is fine.
+    ///
+    /// # Errors
+    /// `Err(Error::AlreadyRunning)` on a running loop.
+    pub fn close(&self) -> Result<(), Error> {
+        let inner = &*self.inner;
+        if inner.running.get() {
+            return Err(Error::AlreadyRunning);
+        }
+        if inner.closed.replace(true) {
+            return Ok(());
+        }
+        inner.stopping.set(false);
+        inner.shared.set_closed();
+        // Take everything out first, then drop it with no borrow held: a closure's
+        // `Drop` may call back into the loop.
+        let rx = inner.rx.borrow_mut().take();
+        let mut pending: Vec<Queued> = Vec::new();
+        if let Some(rx) = rx {
+            pending.extend(rx.try_iter());
+            drop(rx); // later sends fail; anything that raced in is discarded
+        }
+        let queued = inner.ready.borrow_mut().drain_all();
+        inner.timers.borrow_mut().clear();
+        let io = inner.io.borrow_mut().clear();
+        let hooks = std::mem::take(&mut *inner.close_hooks.borrow_mut());
+        drop(pending);
+        drop(queued);
+        drop(io);
+        for hook in hooks {
+            hook();
+        }
+        // Whatever those drops scheduled is dropped too.
+        let queued = inner.ready.borrow_mut().drain_all();
+        drop(queued);
+        Ok(())
+    }
+
+    /// Whether [`close`](Loop::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.get()
+    }
+
+    /// The loop's pollable fd, for embedding: readable whenever a callback is ready, a
+    /// watched fd is ready, a timer is due or a threadsafe call has arrived (it may
+    /// also be readable spuriously; a host must tolerate that). A host waits for it
+    /// (with [`next_timeout`](Loop::next_timeout) as its own timeout) and then calls
+    /// [`run_once(Some(Duration::ZERO))`](Loop::run_once).
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.inner.io.borrow().raw_fd()
+    }
+
+    /// How long the next iteration may block: what `run_once(None)` would wait for
+    /// (`None`: until I/O or a threadsafe call).
+    pub fn next_timeout(&self) -> Option<Duration> {
+        let inner = &*self.inner;
+        if inner.closed.get() {
+            return Some(Duration::ZERO);
+        }
+        if self.has_ready_work() {
+            return Some(Duration::ZERO);
+        }
+        self.timer_timeout()
+    }
+
+    /// Installs the exception handler: called with an [`ErrorContext`] when a
+    /// callback or task panics, instead of the default, which logs at error level
+    /// through the `log` crate. A panic inside the handler is caught and logged.
+    pub fn set_exception_handler(&self, f: impl FnMut(&Loop, &ErrorContext) + 'static) {
+        *self.inner.handler.borrow_mut() = Some(Box::new(f));
+    }
+
+    /// Hands `ctx` to the exception handler (or to the default one).
+    pub fn call_exception_handler(&self, ctx: ErrorContext) {
+        let handler = self.inner.handler.borrow_mut().take();
+        let Some(mut handler) = handler else {
+            default_exception_handler(&ctx);
+            return;
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| handler(self, &ctx)));
+        {
+            let mut slot = self.inner.handler.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(handler);
+            }
+        }
+        if let Err(payload) = result {
+            let err = ErrorContext::from_panic("the exception handler panicked", &*payload);
+            default_exception_handler(&err);
+            default_exception_handler(&ctx);
+        }
+    }
+
+    // ----- for the upper layers -----
+
+    /// Queues upper-layer work (a task step, a remote call on the loop thread).
+    pub(crate) fn push_entry(&self, entry: Entry) {
+        let was_empty = {
+            let mut ready = self.inner.ready.borrow_mut();
+            let was_empty = ready.is_empty();
+            ready.push(entry);
+            was_empty
+        };
+        if was_empty {
+            self.queued_while_idle();
+        }
+    }
+
+    /// Registers `hook` to run when the loop is closed.
+    #[allow(dead_code)]
+    pub(crate) fn on_close(&self, hook: impl FnOnce() + 'static) {
+        self.inner.close_hooks.borrow_mut().push(Box::new(hook));
+    }
+
+    /// Panics with a clear message if the loop is closed.
+    #[track_caller]
+    pub(crate) fn check_open(&self, what: &str) {
+        if self.inner.closed.get() {
+            panic!("Loop::{what} called on a closed loop: a closed loop runs nothing more; create a new Loop");
+        }
+    }
+
+    /// Runs `f` as a callback would run: panics caught and reported, slow calls
+    /// reported in debug mode.
+    pub(crate) fn invoke(&self, location: &'static Location<'static>, f: impl FnOnce()) {
+        if self.inner.debug {
+            let start = Instant::now();
+            self.catch(location, f);
+            let took = start.elapsed();
+            if took >= self.inner.slow_callback {
+                log::warn!("Executing callback scheduled at {location} took {took:.3?}");
+            }
+        } else {
+            self.catch(location, f);
+        }
+    }
+
+    fn catch(&self, location: &'static Location<'static>, f: impl FnOnce()) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+            let ctx =
+                ErrorContext::from_panic("a callback panicked", &*payload).with_location(location);
+            self.call_exception_handler(ctx);
+        }
+    }
+
+    // ----- the iteration -----
+
+    /// Starts a run: refuses nested runs, runs on closed loops, and a second loop on
+    /// this thread.
+    fn enter(&self) -> Result<RunGuard<'_>, Error> {
+        if self.inner.closed.get() {
+            return Err(Error::Closed);
+        }
+        if self.inner.running.get() {
+            return Err(Error::AlreadyRunning);
+        }
+        let free = CURRENT
+            .try_with(|c| {
+                let mut c = c.borrow_mut();
+                if c.is_some() {
+                    false
+                } else {
+                    *c = Some(self.clone());
+                    true
+                }
+            })
+            .unwrap_or(false);
+        if !free {
+            return Err(Error::AlreadyRunning);
+        }
+        self.inner.running.set(true);
+        self.inner.shared.awake();
+        Ok(RunGuard { lp: self })
+    }
+
+    /// Control goes back to the host: make `as_raw_fd` reflect pending work.
+    fn leave(&self) {
+        let inner = &*self.inner;
+        if inner.closed.get() {
+            return;
+        }
+        let asleep = match &*inner.rx.borrow() {
+            Some(rx) => inner.shared.prepare_sleep(rx),
+            None => true,
+        };
+        if !asleep || !inner.ready.borrow().is_empty() || inner.stopping.get() {
+            inner.shared.force_wake();
+        }
+        self.arm_timerfd();
+    }
+
+    /// Work that a non-blocking iteration would run right away.
+    fn has_ready_work(&self) -> bool {
+        let inner = &*self.inner;
+        !inner.ready.borrow().is_empty()
+            || inner.stopping.get()
+            || inner.rx.borrow().as_ref().is_some_and(|rx| !rx.is_empty())
+    }
+
+    /// The earliest live timer's deadline, in clock nanoseconds.
+    fn next_deadline(&self) -> Option<u64> {
+        let ready = self.inner.ready.borrow();
+        self.inner
+            .timers
+            .borrow_mut()
+            .next_deadline(|k, i| ready.contains(k, i))
+    }
+
+    /// How long to wait for the next timer; `None` when there is none.
+    fn timer_timeout(&self) -> Option<Duration> {
+        let deadline = self.next_deadline()?;
+        if self.inner.clock.auto_advances() {
+            return Some(Duration::ZERO);
+        }
+        if self.inner.clock.is_manual() {
+            return None; // only `Clock::advance` moves time, and it wakes us
+        }
+        let now = self.inner.clock.now_ns();
+        Some(Duration::from_nanos(deadline.saturating_sub(now)))
+    }
+
+    /// Points the timerfd at the next deadline (system clock only) so that a due
+    /// timer makes the loop's fd readable.
+    fn arm_timerfd(&self) {
+        if self.inner.clock.is_manual() {
+            return;
+        }
+        let deadline = self.next_deadline();
+        let now = self.inner.clock.now_ns();
+        if let Err(e) = self.inner.io.borrow_mut().arm_timer(deadline, now) {
+            log::error!("evloop: cannot arm the timer fd: {e}");
+        }
+    }
+
+    /// One iteration; see the type's docs for the phases.
+    fn iterate(&self, cap: Option<Duration>, always_poll: bool) -> Result<(), Error> {
+        let inner = &*self.inner;
+
+        // 1. Timeout.
+        let busy = self.has_ready_work();
+        let mut timeout = if busy {
+            Some(Duration::ZERO)
+        } else {
+            self.timer_timeout()
+        };
+        if let Some(cap) = cap {
+            timeout = Some(timeout.map_or(cap, |t| t.min(cap)));
+        }
+
+        // 2. Poll.
+        let blocking = timeout != Some(Duration::ZERO);
+        if blocking || always_poll || inner.unpolled.get() >= POLL_INTERVAL {
+            inner.unpolled.set(0);
+            if blocking {
+                self.arm_timerfd();
+                let rx = inner.rx.borrow();
+                let rx = rx.as_ref().expect("a running loop has its queue");
+                if !inner.shared.prepare_sleep(rx) {
+                    timeout = Some(Duration::ZERO);
+                }
+            }
+            let outcome = {
+                let mut io = inner.io.borrow_mut();
+                let mut ready = inner.ready.borrow_mut();
+                io.poll(timeout, &mut ready)
+            };
+            inner.shared.awake();
+            let outcome = outcome?;
+            if outcome.queued == 0 && inner.clock.auto_advances() && !self.has_ready_work() {
+                // Virtual time: nothing to do but wait for a timer, so jump to it.
+                if let Some(deadline) = self.next_deadline() {
+                    inner.clock.auto_advance_to(deadline);
+                }
+            }
+        } else {
+            inner.unpolled.set(inner.unpolled.get() + 1);
+        }
+
+        // 3. Timers.
+        {
+            let mut timers = inner.timers.borrow_mut();
+            if !timers.is_empty() {
+                let now = inner.clock.now_ns();
+                let mut ready = inner.ready.borrow_mut();
+                timers.pop_expired(now, |key, id| ready.queue_stored(key, id));
+            }
+        }
+
+        // 4. Threadsafe calls.
+        {
+            let rx = inner.rx.borrow();
+            if let Some(rx) = rx.as_ref()
+                && !rx.is_empty()
+            {
+                let mut ready = inner.ready.borrow_mut();
+                for call in rx.try_iter() {
+                    ready.push(Entry::Remote(call));
+                }
+            }
+        }
+
+        // 5. Run exactly what is queued now.
+        let n = inner.ready.borrow().len();
+        for _ in 0..n {
+            let popped = inner.ready.borrow_mut().pop();
+            match popped {
+                None => break, // close() from a callback is refused, but be safe
+                Some(Popped::Skip) => {}
+                Some(Popped::Call(slot)) => {
+                    let callback = slot.callback;
+                    self.invoke(slot.location, || callback(self));
+                }
+                Some(Popped::Other(entry)) => self.run_entry(entry),
+            }
+        }
+        Ok(())
+    }
+
+    fn run_entry(&self, entry: Entry) {
+        match entry {
+            Entry::Call { .. } => unreachable!("popped as Popped::Call"),
+            Entry::Io { key, id, write } => {
+                let taken = self.inner.io.borrow_mut().take(key, id, write);
+                if let Some((mut callback, location)) = taken {
+                    self.invoke(location, || callback(self));
+                    let rejected = self.inner.io.borrow_mut().put_back(key, id, write, callback);
+                    drop(rejected);
+                }
+            }
+            Entry::Remote(call) => {
+                let location = call.location();
+                self.invoke(location, || call.run(self));
+            }
+            Entry::Runnable(r) => {
+                let location = r.location();
+                self.invoke(location, || r.run(self));
+            }
+        }
+    }
+
+    /// Something was queued while the loop may be idle in its host: make the fd
+    /// readable.
+    fn queued_while_idle(&self) {
+        if !self.inner.running.get() {
+            self.inner.shared.force_wake();
+        }
+    }
+}
+
+impl Inner {
+    /// Cancels what a [`Handle`] names.
+    pub(crate) fn cancel(&self, target: Target) {
+        match target {
+            Target::Call { key, id } => {
+                let slot = self.ready.borrow_mut().remove(key, id);
+                if let Some(slot) = &slot
+                    && slot.in_heap
+                {
+                    let ready = self.ready.borrow();
+                    self.timers
+                        .borrow_mut()
+                        .cancelled(|k, i| ready.contains(k, i));
+                }
+                drop(slot);
+            }
+            Target::Io { key, id, write } => {
+                let removed = self.io.borrow_mut().cancel(key, id, write);
+                drop(removed);
+            }
+        }
+    }
+
+    pub(crate) fn io_is_current(&self, key: u32, id: u64, write: bool) -> bool {
+        self.io.borrow().is_current(key, id, write)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let addr = Arc::as_ptr(&self.shared) as usize;
+        let _ = OWNED.try_with(|o| o.borrow_mut().retain(|(a, _)| *a != addr));
+        self.shared.set_closed();
+    }
+}
+
+impl fmt::Debug for Loop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Loop")
+            .field("running", &self.is_running())
+            .field("closed", &self.is_closed())
+            .field("debug", &self.inner.debug)
+            .field("clock", &self.inner.clock)
+            .finish()
+    }
+}
+

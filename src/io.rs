@@ -1,0 +1,416 @@
+//! File-descriptor readers and writers over `mio::Poll`, level-triggered.
+//!
+//! asyncio's selector loop is level-triggered: a reader that leaves data unread is
+//! called again on the next iteration. mio registers everything edge-triggered, so
+//! user fds are not registered through `mio::Registry`. They go into the same epoll
+//! instance (`Poll::as_raw_fd`) with a direct `epoll_ctl` *without* `EPOLLET`, and
+//! their events come back through `Poll::poll` like any other, carrying our token.
+//! This costs no syscall per callback (a re-arm after each call would cost one) and
+//! keeps the kernel as the single source of readiness.
+//!
+//! The loop's own sources (the `mio::Waker` of the remote queue and a `timerfd` for
+//! sub-millisecond timer deadlines) stay edge-triggered and need no draining.
+//!
+//! # Tokens and stale events
+//! One registration per fd holds its reader and writer. Its token is the slab key
+//! plus a generation that changes on every `add_*`, so an event reported for a
+//! registration that was replaced or removed in the meantime (even if the fd number
+//! was reused) matches nothing and is dropped. Each reader and writer also has a
+//! unique id, checked when its queued call runs.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::panic::Location;
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::Loop;
+use crate::ready::{Entry, Ready, key_u32};
+
+/// A reader or writer callback: called every iteration its fd is ready.
+pub(crate) type IoCallback = Box<dyn FnMut(&Loop)>;
+
+/// The token of the remote queue's `mio::Waker`.
+pub(crate) const WAKER: Token = Token(usize::MAX);
+/// The token of the timerfd.
+const TIMER: Token = Token(usize::MAX - 1);
+
+struct Watcher {
+    id: u64,
+    /// `None` while the callback runs (it is taken out so it may touch the loop).
+    callback: Option<IoCallback>,
+    location: &'static Location<'static>,
+}
+
+struct Reg {
+    fd: RawFd,
+    /// Changes on every `add_*`; part of the epoll token.
+    generation: u32,
+    reader: Option<Watcher>,
+    writer: Option<Watcher>,
+}
+
+impl Reg {
+    fn slot(&mut self, write: bool) -> &mut Option<Watcher> {
+        if write { &mut self.writer } else { &mut self.reader }
+    }
+
+    fn events(&self) -> u32 {
+        let mut ev = 0;
+        if self.reader.is_some() {
+            ev |= libc::EPOLLIN as u32;
+        }
+        if self.writer.is_some() {
+            ev |= libc::EPOLLOUT as u32;
+        }
+        ev
+    }
+
+    fn token(&self, key: u32) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(key)
+    }
+}
+
+/// What one poll brought.
+#[derive(Default, Debug, Clone, Copy)]
+pub(crate) struct PollOutcome {
+    /// Reader/writer calls queued.
+    pub(crate) queued: usize,
+    /// The remote queue's waker fired.
+    pub(crate) woken: bool,
+}
+
+/// The poller and every fd registration.
+pub(crate) struct Io {
+    poll: Poll,
+    events: Events,
+    regs: Slab<Reg>,
+    by_fd: HashMap<RawFd, u32>,
+    next_id: u64,
+    next_generation: u32,
+    timerfd: OwnedFd,
+    /// The deadline the timerfd is armed for, if any.
+    armed: Option<u64>,
+}
+
+impl Io {
+    /// The poller, and the waker other threads use to interrupt it.
+    pub(crate) fn new() -> io::Result<(Io, mio::Waker)> {
+        let poll = Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER)?;
+        // SAFETY: timerfd_create has no memory preconditions; its result is checked below.
+        let tfd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if tfd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `tfd` is a freshly created descriptor that nothing else owns.
+        let timerfd = unsafe { OwnedFd::from_raw_fd(tfd) };
+        poll.registry().register(
+            &mut SourceFd(&timerfd.as_raw_fd()),
+            TIMER,
+            Interest::READABLE,
+        )?;
+        let io = Io {
+            poll,
+            events: Events::with_capacity(1024),
+            regs: Slab::new(),
+            by_fd: HashMap::new(),
+            next_id: 1,
+            next_generation: 1,
+            timerfd,
+            armed: None,
+        };
+        Ok((io, waker))
+    }
+
+    /// The epoll fd: readable when any registered source is ready.
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.poll.as_raw_fd()
+    }
+
+    /// Registers `callback` as the reader (`write == false`) or writer of `fd`,
+    /// replacing any previous one, which is returned to be dropped by the caller.
+    /// On error nothing changes.
+    pub(crate) fn add(
+        &mut self,
+        fd: RawFd,
+        write: bool,
+        callback: IoCallback,
+        location: &'static Location<'static>,
+    ) -> io::Result<(u32, u64, Option<IoCallback>)> {
+        if fd < 0 {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let id = self.next_id;
+        self.next_id += 1;
+        let watcher = Watcher {
+            id,
+            callback: Some(callback),
+            location,
+        };
+        let epfd = self.poll.as_raw_fd();
+        if let Some(&key) = self.by_fd.get(&fd) {
+            let reg = &mut self.regs[key as usize];
+            let mut ev = reg.events();
+            ev |= if write { libc::EPOLLOUT } else { libc::EPOLLIN } as u32;
+            let token = (u64::from(generation) << 32) | u64::from(key);
+            // The fd may have been closed (and its number reused) since it was
+            // registered: the kernel then forgot it, and MOD says ENOENT.
+            match epoll_ctl(epfd, libc::EPOLL_CTL_MOD, fd, ev, token) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, ev, token)?
+                }
+                r => r?,
+            }
+            reg.generation = generation;
+            let old = reg.slot(write).replace(watcher);
+            Ok((key, id, old.and_then(|w| w.callback)))
+        } else {
+            let entry = self.regs.vacant_entry();
+            let key = key_u32(entry.key());
+            let mut reg = Reg {
+                fd,
+                generation,
+                reader: None,
+                writer: None,
+            };
+            *reg.slot(write) = Some(watcher);
+            let ev = reg.events();
+            let token = reg.token(key);
+            match epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, ev, token) {
+                // Registered under a number we no longer track (cannot normally happen).
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    epoll_ctl(epfd, libc::EPOLL_CTL_MOD, fd, ev, token)?
+                }
+                r => r?,
+            }
+            entry.insert(reg);
+            self.by_fd.insert(fd, key);
+            Ok((key, id, None))
+        }
+    }
+
+    /// Removes the reader or writer of `fd`; returns its callback (`Some(None)` if
+    /// it is running right now), or `None` if there was none.
+    pub(crate) fn remove(&mut self, fd: RawFd, write: bool) -> Option<Option<IoCallback>> {
+        let key = *self.by_fd.get(&fd)?;
+        self.remove_key(key, write, None)
+    }
+
+    /// Removes the reader or writer of registration `key` if its id is `id`.
+    pub(crate) fn cancel(&mut self, key: u32, id: u64, write: bool) -> Option<Option<IoCallback>> {
+        self.remove_key(key, write, Some(id))
+    }
+
+    fn remove_key(
+        &mut self,
+        key: u32,
+        write: bool,
+        id: Option<u64>,
+    ) -> Option<Option<IoCallback>> {
+        let epfd = self.poll.as_raw_fd();
+        let reg = self.regs.get_mut(key as usize)?;
+        let slot = reg.slot(write);
+        match (slot.as_ref(), id) {
+            (None, _) => return None,
+            (Some(w), Some(id)) if w.id != id => return None,
+            _ => {}
+        }
+        let old = slot.take().expect("checked above");
+        let ev = reg.events();
+        if ev == 0 {
+            // Errors are ignored: the fd may already be closed, and then the kernel
+            // has dropped it from the epoll set by itself.
+            let _ = epoll_ctl(epfd, libc::EPOLL_CTL_DEL, reg.fd, 0, 0);
+            let fd = reg.fd;
+            self.regs.remove(key as usize);
+            self.by_fd.remove(&fd);
+        } else {
+            let token = reg.token(key);
+            let _ = epoll_ctl(epfd, libc::EPOLL_CTL_MOD, reg.fd, ev, token);
+        }
+        Some(old.callback)
+    }
+
+    /// Whether the reader/writer `(key, id)` is still registered.
+    pub(crate) fn is_current(&self, key: u32, id: u64, write: bool) -> bool {
+        let Some(reg) = self.regs.get(key as usize) else {
+            return false;
+        };
+        let w = if write { &reg.writer } else { &reg.reader };
+        matches!(w, Some(w) if w.id == id)
+    }
+
+    /// Takes the callback of `(key, id)` out to run it.
+    pub(crate) fn take(
+        &mut self,
+        key: u32,
+        id: u64,
+        write: bool,
+    ) -> Option<(IoCallback, &'static Location<'static>)> {
+        let reg = self.regs.get_mut(key as usize)?;
+        match reg.slot(write) {
+            Some(w) if w.id == id => Some((w.callback.take()?, w.location)),
+            _ => None,
+        }
+    }
+
+    /// Puts a callback back after it ran. If it was removed or replaced meanwhile,
+    /// hands it back so the caller drops it.
+    pub(crate) fn put_back(
+        &mut self,
+        key: u32,
+        id: u64,
+        write: bool,
+        callback: IoCallback,
+    ) -> Option<IoCallback> {
+        if let Some(reg) = self.regs.get_mut(key as usize)
+            && let Some(w) = reg.slot(write)
+            && w.id == id
+            && w.callback.is_none()
+        {
+            w.callback = Some(callback);
+            return None;
+        }
+        Some(callback)
+    }
+
+    /// Polls the OS, queueing a call for every ready reader and writer.
+    pub(crate) fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        ready: &mut Ready,
+    ) -> io::Result<PollOutcome> {
+        let mut out = PollOutcome::default();
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(out),
+            Err(e) => return Err(e),
+        }
+        for ev in self.events.iter() {
+            let token = ev.token();
+            if token == WAKER {
+                out.woken = true;
+                continue;
+            }
+            if token == TIMER {
+                self.armed = None; // it fired: a later deadline must arm it again
+                continue;
+            }
+            let raw = token.0 as u64;
+            let key = raw as u32;
+            let generation = (raw >> 32) as u32;
+            let Some(reg) = self.regs.get(key as usize) else {
+                continue;
+            };
+            if reg.generation != generation {
+                continue; // a registration that has since been replaced
+            }
+            // As asyncio's selectors: an error or hang-up wakes both directions.
+            let hup_or_err = ev.is_error() || ev.is_read_closed() || ev.is_write_closed();
+            if let Some(w) = &reg.reader
+                && (ev.is_readable() || ev.is_priority() || hup_or_err)
+            {
+                ready.push(Entry::Io {
+                    key,
+                    id: w.id,
+                    write: false,
+                });
+                out.queued += 1;
+            }
+            if let Some(w) = &reg.writer
+                && (ev.is_writable() || hup_or_err)
+            {
+                ready.push(Entry::Io {
+                    key,
+                    id: w.id,
+                    write: true,
+                });
+                out.queued += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Arms the timerfd for `deadline` (loop-clock nanoseconds, `now` being the
+    /// current reading), or disarms it for `None`. No syscall if already so armed.
+    pub(crate) fn arm_timer(&mut self, deadline: Option<u64>, now: u64) -> io::Result<()> {
+        if deadline == self.armed {
+            return Ok(());
+        }
+        let value = match deadline {
+            // A relative timer fires no earlier than `now` (read before this call)
+            // plus the wait, so never before the deadline. A zero value would disarm.
+            Some(d) => Duration::from_nanos(d.saturating_sub(now).max(1)),
+            None => Duration::ZERO,
+        };
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: value.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: value.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: `spec` is a valid itimerspec that outlives the call; the old value
+        // pointer may be null.
+        let rc = unsafe {
+            libc::timerfd_settime(self.timerfd.as_raw_fd(), 0, &spec, std::ptr::null_mut())
+        };
+        if rc < 0 {
+            self.armed = None;
+            return Err(io::Error::last_os_error());
+        }
+        self.armed = deadline;
+        Ok(())
+    }
+
+    /// Arms the timerfd for `deadline` if it is earlier than what it is armed for.
+    pub(crate) fn arm_timer_if_earlier(&mut self, deadline: u64, now: u64) -> io::Result<()> {
+        match self.armed {
+            Some(armed) if armed <= deadline => Ok(()),
+            _ => self.arm_timer(Some(deadline), now),
+        }
+    }
+
+    /// Forgets every registration, handing the callbacks back to be dropped by the
+    /// caller. The fds themselves are left open: the loop never closes fds it is given.
+    pub(crate) fn clear(&mut self) -> Vec<IoCallback> {
+        let epfd = self.poll.as_raw_fd();
+        let mut out = Vec::new();
+        for reg in self.regs.drain() {
+            let _ = epoll_ctl(epfd, libc::EPOLL_CTL_DEL, reg.fd, 0, 0);
+            for w in [reg.reader, reg.writer].into_iter().flatten() {
+                out.extend(w.callback);
+            }
+        }
+        self.by_fd.clear();
+        out
+    }
+}
+
+/// `epoll_ctl` with a level-triggered event mask.
+fn epoll_ctl(epfd: RawFd, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: token };
+    // SAFETY: `ev` is a valid epoll_event for the duration of the call (the kernel
+    // ignores it for EPOLL_CTL_DEL); bad fds are reported through the return value.
+    let rc = unsafe { libc::epoll_ctl(epfd, op, fd, &mut ev) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}

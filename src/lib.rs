@@ -1,0 +1,72 @@
+//! evloop: a callback-based event loop in the style of Python's asyncio.
+//!
+//! One thread owns a [`Loop`]. Timers, I/O readiness and work sent from other threads
+//! all turn into callbacks on the loop's ready queue, run one at a time by
+//! [`Loop::run_forever`] or, in an embedding host, [`Loop::run_once`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use evloop::Loop;
+//!
+//! let lp = Loop::new()?;
+//! lp.call_soon(|_| println!("soon"));
+//! let timer = lp.call_later(Duration::from_millis(5), |lp| {
+//!     println!("5 ms later");
+//!     lp.stop();
+//! });
+//! println!("due at {:?}", timer.when());
+//!
+//! let remote = lp.remote(); // Send + Sync: other threads schedule through it
+//! std::thread::spawn(move || {
+//!     remote.call_soon_threadsafe(|_| println!("from another thread")).unwrap();
+//! });
+//! lp.run_forever()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # One iteration, phase by phase
+//! 1. **Timeout.** Zero if callbacks are ready, a threadsafe call is queued or the loop
+//!    is stopping; else until the earliest live timer; else forever.
+//! 2. **Poll.** Wait for I/O that long (epoll through mio; a `timerfd` gives timers
+//!    sub-millisecond precision) and queue every ready reader and writer. Readers and
+//!    writers are level-triggered, as asyncio's. While callbacks keep the loop busy,
+//!    the poll syscall is made on at least every 32nd iteration rather than on each.
+//! 3. **Timers.** Queue every timer whose deadline has passed, in deadline order, equal
+//!    deadlines in scheduling order. A timer never fires early.
+//! 4. **Threadsafe calls.** Queue what other threads sent.
+//! 5. **Run.** Run exactly the callbacks queued when this phase began. Whatever they
+//!    schedule waits for the next iteration.
+//!
+//! # Threads
+//! [`Loop`], [`Handle`] and [`TimerHandle`] are `!Send`: they belong to the loop's
+//! thread, and callbacks scheduled with [`Loop::call_soon`] need not be `Send`. The
+//! one door in from other threads is [`Remote`] (`Send + Sync + Clone`):
+//! [`Remote::call_soon_threadsafe`] takes a `Send` closure and returns a
+//! [`RemoteHandle`] that any thread may cancel. A loop blocked in poll wakes at once;
+//! a burst of calls costs one wake-up.
+//!
+//! # Embedding
+//! A GUI, game or FFI host that has its own main loop waits on [`Loop::as_raw_fd`]
+//! (readable whenever the loop has work) with [`Loop::next_timeout`] as its timeout,
+//! then calls [`Loop::run_once`] with a zero timeout.
+//!
+//! # Platform
+//! Linux (epoll, eventfd, timerfd).
+
+#![warn(missing_docs)]
+#![warn(rust_2018_idioms)]
+
+mod clock;
+mod errors;
+mod event_loop;
+mod handle;
+mod io;
+mod ready;
+mod remote;
+mod timers;
+
+pub use clock::Clock;
+pub use errors::{Cancelled, Error, ErrorContext, InvalidState};
+pub use event_loop::{Loop, LoopBuilder};
+pub use handle::{Handle, RemoteHandle, TimerHandle};
+pub use remote::Remote;
