@@ -1,5 +1,6 @@
 //! `Loop` and `LoopBuilder`: scheduling, and the iteration that runs callbacks.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
@@ -15,7 +16,7 @@ use crate::clock::{Clock, nanos};
 use crate::errors::{Error, ErrorContext, default_exception_handler};
 use crate::handle::{Handle, Target, TimerHandle};
 use crate::io::Io;
-use crate::ready::{Callback, Entry, Popped, Ready};
+use crate::ready::{Callback, Entry, Popped, Ready, Runnable, RunnableId, Runnables};
 use crate::remote::{Queued, Remote, Shared};
 use crate::timers::Timers;
 
@@ -90,6 +91,12 @@ pub(crate) struct Inner {
     debug: bool,
     slow_callback: Duration,
     handler: RefCell<Option<ExceptionHandler>>,
+    /// Upper-layer work that wakers find by id (tasks).
+    runnables: RefCell<Runnables>,
+    /// Threads of the default executor (`None`: asyncio's default).
+    executor_threads: Option<usize>,
+    /// Per-loop state of upper layers (the executor), by type.
+    extensions: RefCell<Vec<Rc<dyn Any>>>,
     /// Called by `close()`, for upper layers (the executor) to shut down.
     close_hooks: RefCell<Vec<Box<dyn FnOnce()>>>,
 }
@@ -118,6 +125,17 @@ pub(crate) fn local_loop(shared: &Arc<Shared>) -> Option<Loop> {
         .flatten()
 }
 
+/// A [`Loop`] reference that does not keep it alive (promises and tasks hold one, so
+/// that a loop is freed with its last `Loop` clone).
+#[derive(Clone)]
+pub(crate) struct WeakLoop(Weak<Inner>);
+
+impl WeakLoop {
+    pub(crate) fn upgrade(&self) -> Option<Loop> {
+        self.0.upgrade().map(|inner| Loop { inner })
+    }
+}
+
 /// Configures and builds a [`Loop`].
 ///
 /// ```
@@ -134,6 +152,7 @@ pub struct LoopBuilder {
     debug: bool,
     slow_callback: Duration,
     clock: Clock,
+    executor_threads: Option<usize>,
 }
 
 impl LoopBuilder {
@@ -158,6 +177,18 @@ impl LoopBuilder {
         self
     }
 
+    /// How many threads the default executor of
+    /// [`run_in_executor`](Loop::run_in_executor) may start (default, as asyncio's:
+    /// `min(32, cpus + 4)`). Threads start on demand.
+    ///
+    /// # Panics
+    /// If `n` is zero.
+    pub fn executor_threads(mut self, n: usize) -> Self {
+        assert!(n > 0, "LoopBuilder::executor_threads needs at least one thread");
+        self.executor_threads = Some(n);
+        self
+    }
+
     /// Builds the loop on the current thread.
     pub fn build(self) -> io::Result<Loop> {
         let (io, waker) = Io::new()?;
@@ -177,6 +208,9 @@ impl LoopBuilder {
             debug: self.debug,
             slow_callback: self.slow_callback,
             handler: RefCell::new(None),
+            runnables: RefCell::new(Runnables::default()),
+            executor_threads: self.executor_threads,
+            extensions: RefCell::new(Vec::new()),
             close_hooks: RefCell::new(Vec::new()),
         });
         let addr = Arc::as_ptr(&inner.shared) as usize;
@@ -191,12 +225,13 @@ impl Default for LoopBuilder {
             debug: false,
             slow_callback: Duration::from_millis(100),
             clock: Clock::system(),
+            executor_threads: None,
         }
     }
 }
 
 /// Restores the loop's idle state when a run ends, even by a panic.
-struct RunGuard<'a> {
+pub(crate) struct RunGuard<'a> {
     lp: &'a Loop,
 }
 
@@ -408,9 +443,8 @@ impl Loop {
     /// polling the OS fails.
     pub fn run_forever(&self) -> Result<(), Error> {
         let _guard = self.enter()?;
-        self.inner.unpolled.set(POLL_INTERVAL);
         loop {
-            self.iterate(None, false)?;
+            self.iterate(None, false, &mut || {})?;
             if self.inner.stopping.get() {
                 return Ok(());
             }
@@ -428,7 +462,7 @@ impl Loop {
     /// As [`run_forever`](Loop::run_forever).
     pub fn run_once(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let _guard = self.enter()?;
-        self.iterate(timeout, true)
+        self.iterate(timeout, true, &mut || {})
     }
 
     /// Makes `run_forever` return after the current iteration. Called before
@@ -477,12 +511,19 @@ impl Loop {
         inner.timers.borrow_mut().clear();
         let io = inner.io.borrow_mut().clear();
         let hooks = std::mem::take(&mut *inner.close_hooks.borrow_mut());
+        let runnables = inner.runnables.borrow_mut().drain();
+        for r in &runnables {
+            r.shutdown();
+        }
+        drop(runnables);
         drop(pending);
         drop(queued);
         drop(io);
         for hook in hooks {
             hook();
         }
+        let extensions = std::mem::take(&mut *inner.extensions.borrow_mut());
+        drop(extensions);
         // Whatever those drops scheduled is dropped too.
         let queued = inner.ready.borrow_mut().drain_all();
         drop(queued);
@@ -559,8 +600,72 @@ impl Loop {
         }
     }
 
+    /// A reference that does not keep the loop alive.
+    pub(crate) fn downgrade(&self) -> WeakLoop {
+        WeakLoop(Rc::downgrade(&self.inner))
+    }
+
+    /// Registers the runnable that `make` builds, handing `make` its id first.
+    pub(crate) fn register_runnable<R: Runnable + 'static>(
+        &self,
+        make: impl FnOnce(RunnableId) -> Rc<R>,
+    ) -> Rc<R> {
+        let rid = self.inner.runnables.borrow().next();
+        let r = make(rid);
+        self.inner.runnables.borrow_mut().insert(rid, r.clone());
+        r
+    }
+
+    /// Unregisters a runnable (it is done).
+    pub(crate) fn unregister_runnable(&self, rid: RunnableId) {
+        let r = self.inner.runnables.borrow_mut().remove(rid);
+        drop(r);
+    }
+
+    /// Queues a step of the registered runnable `rid`; false if it is gone.
+    pub(crate) fn schedule_runnable(&self, rid: RunnableId) -> bool {
+        let r = self.inner.runnables.borrow().get(rid).cloned();
+        match r {
+            Some(r) => {
+                self.push_entry(Entry::Runnable(r));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The registered runnable `rid`, if it is still live.
+    pub(crate) fn runnable(&self, rid: RunnableId) -> Option<Rc<dyn Runnable>> {
+        self.inner.runnables.borrow().get(rid).cloned()
+    }
+
+    /// The size the builder gave the default executor.
+    pub(crate) fn executor_threads(&self) -> Option<usize> {
+        self.inner.executor_threads
+    }
+
+    /// Whether `stop()` was called during this run.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.inner.stopping.get()
+    }
+
+    /// The upper-layer state of type `T`, made by `make` on first use.
+    pub(crate) fn extension<T: Any>(&self, make: impl FnOnce() -> T) -> Rc<T> {
+        let found = self
+            .inner
+            .extensions
+            .borrow()
+            .iter()
+            .find_map(|e| e.clone().downcast::<T>().ok());
+        if let Some(found) = found {
+            return found;
+        }
+        let made = Rc::new(make());
+        self.inner.extensions.borrow_mut().push(made.clone());
+        made
+    }
+
     /// Registers `hook` to run when the loop is closed.
-    #[allow(dead_code)]
     pub(crate) fn on_close(&self, hook: impl FnOnce() + 'static) {
         self.inner.close_hooks.borrow_mut().push(Box::new(hook));
     }
@@ -600,7 +705,7 @@ impl Loop {
 
     /// Starts a run: refuses nested runs, runs on closed loops, and a second loop on
     /// this thread.
-    fn enter(&self) -> Result<RunGuard<'_>, Error> {
+    pub(crate) fn enter(&self) -> Result<RunGuard<'_>, Error> {
         if self.inner.closed.get() {
             return Err(Error::Closed);
         }
@@ -623,6 +728,7 @@ impl Loop {
         }
         self.inner.running.set(true);
         self.inner.shared.awake();
+        self.inner.unpolled.set(POLL_INTERVAL); // a run's first iteration polls
         Ok(RunGuard { lp: self })
     }
 
@@ -685,8 +791,14 @@ impl Loop {
         }
     }
 
-    /// One iteration; see the type's docs for the phases.
-    fn iterate(&self, cap: Option<Duration>, always_poll: bool) -> Result<(), Error> {
+    /// One iteration; see the type's docs for the phases. `main` is called for each
+    /// `Entry::Main` in the run phase.
+    pub(crate) fn iterate(
+        &self,
+        cap: Option<Duration>,
+        always_poll: bool,
+        main: &mut dyn FnMut(),
+    ) -> Result<(), Error> {
         let inner = &*self.inner;
 
         // 1. Timeout.
@@ -763,6 +875,7 @@ impl Loop {
                     let callback = slot.callback;
                     self.invoke(slot.location, || callback(self));
                 }
+                Some(Popped::Other(Entry::Main)) => main(),
                 Some(Popped::Other(entry)) => self.run_entry(entry),
             }
         }
@@ -771,7 +884,7 @@ impl Loop {
 
     fn run_entry(&self, entry: Entry) {
         match entry {
-            Entry::Call { .. } => unreachable!("popped as Popped::Call"),
+            Entry::Call { .. } | Entry::Main => unreachable!("handled by the run phase"),
             Entry::Io { key, id, write } => {
                 let taken = self.inner.io.borrow_mut().take(key, id, write);
                 if let Some((mut callback, location)) = taken {
@@ -830,6 +943,12 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // Tasks still registered drop their futures now, exactly once.
+        let runnables = self.runnables.get_mut().drain();
+        for r in &runnables {
+            r.shutdown();
+        }
+        drop(runnables);
         let addr = Arc::as_ptr(&self.shared) as usize;
         let _ = OWNED.try_with(|o| o.borrow_mut().retain(|(a, _)| *a != addr));
         self.shared.set_closed();

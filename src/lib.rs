@@ -59,14 +59,27 @@
 mod clock;
 mod errors;
 mod event_loop;
+mod executor;
 mod handle;
+mod promise;
+mod task;
+mod task_group;
+mod time;
 mod io;
 mod ready;
 mod remote;
+pub mod sync;
 mod timers;
 
 pub use clock::Clock;
 pub use errors::{Cancelled, Error, ErrorContext, InvalidState};
 pub use event_loop::{Loop, LoopBuilder};
 pub use handle::{Handle, RemoteHandle, TimerHandle};
+pub use promise::{CallbackId, Promise};
+pub use task::{RemoteTask, Task, TaskError, spawn};
+pub use task_group::{TaskGroup, Wait};
+pub use time::{
+    Interval, Sleep, Timeout, TimeoutError, YieldNow, interval, sleep, sleep_until, timeout,
+    timeout_at, yield_now,
+};
 pub use remote::Remote;

@@ -25,6 +25,63 @@ pub(crate) trait Runnable {
     fn run(self: Rc<Self>, lp: &Loop);
     /// Where this work was created, for error reports and debug mode.
     fn location(&self) -> &'static Location<'static>;
+    /// Asks the work to cancel itself (a task: at its next step).
+    fn cancel(&self) -> bool;
+    /// The loop is closing or dropped: release what the work holds (a task drops
+    /// its future), without running anything.
+    fn shutdown(&self);
+}
+
+/// Names a registered [`Runnable`]; `Send`, so a waker may carry it to other threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RunnableId {
+    key: u32,
+    id: u64,
+}
+
+/// Live runnables (tasks) by id, so that a `Send` waker can find its `!Send` task
+/// again on the loop thread. A runnable is registered from creation until it is done.
+#[derive(Default)]
+pub(crate) struct Runnables {
+    slab: Slab<(u64, Rc<dyn Runnable>)>,
+    next_id: u64,
+}
+
+impl Runnables {
+    /// The id the next [`insert`](Runnables::insert) will get.
+    pub(crate) fn next(&self) -> RunnableId {
+        RunnableId {
+            key: key_u32(self.slab.vacant_key()),
+            id: self.next_id,
+        }
+    }
+
+    /// Registers `r` under `rid`, which must come from [`next`](Runnables::next) with
+    /// no insert in between.
+    pub(crate) fn insert(&mut self, rid: RunnableId, r: Rc<dyn Runnable>) {
+        assert_eq!(self.next(), rid, "runnable id reserved out of order");
+        self.next_id += 1;
+        self.slab.insert((rid.id, r));
+    }
+
+    /// The runnable `rid`, if still registered.
+    pub(crate) fn get(&self, rid: RunnableId) -> Option<&Rc<dyn Runnable>> {
+        match self.slab.get(rid.key as usize) {
+            Some((id, r)) if *id == rid.id => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Unregisters `rid`.
+    pub(crate) fn remove(&mut self, rid: RunnableId) -> Option<Rc<dyn Runnable>> {
+        self.get(rid)?;
+        Some(self.slab.remove(rid.key as usize).1)
+    }
+
+    /// Unregisters everything.
+    pub(crate) fn drain(&mut self) -> Vec<Rc<dyn Runnable>> {
+        self.slab.drain().map(|(_, r)| r).collect()
+    }
 }
 
 /// A scheduled callback.
@@ -48,8 +105,10 @@ pub(crate) enum Entry {
     /// A threadsafe call, drained from the remote queue or sent on the loop thread.
     Remote(Queued),
     /// Upper-layer work (a task step).
-    #[allow(dead_code)] // constructed by the futures layer
     Runnable(Rc<dyn Runnable>),
+    /// Time to call the hook of the current run (`run_until_complete` polls its
+    /// future there, in FIFO order with the callbacks).
+    Main,
 }
 
 /// The callback slab and the FIFO of entries to run.

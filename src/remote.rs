@@ -273,6 +273,11 @@ impl Remote {
         self.shared.is_closed()
     }
 
+    /// The loop itself, when called on the thread that owns it.
+    pub(crate) fn local_loop(&self) -> Option<Loop> {
+        local_loop(&self.shared)
+    }
+
     /// Whether `self` and `other` reach the same loop.
     pub fn same_loop(&self, other: &Remote) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)

@@ -1,0 +1,200 @@
+//! `Promise<T>`: asyncio's `Future`, a result slot that the loop completes.
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use crate::errors::{Cancelled, InvalidState};
+use crate::event_loop::{Loop, WeakLoop};
+
+/// Identifies a done-callback, to remove it with `remove_done_callback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallbackId(pub(crate) u64);
+
+type DoneCallback<T> = Box<dyn FnOnce(&Loop, &Result<T, Cancelled>)>;
+
+/// A result slot completed on the loop: asyncio's `Future`.
+///
+/// Create one with [`Loop::create_promise`]. Someone sets its result (or cancels it);
+/// everyone else waits, either with done-callbacks or, for `T: Clone`, by `.await`ing
+/// it (every clone of the promise yields a clone of the result).
+///
+/// - Done-callbacks run through [`call_soon`](Loop::call_soon), never inline inside
+///   `set_result` or `cancel`, in the order they were added. One added to a promise
+///   that is already done is scheduled at once.
+/// - `Clone`: all clones are the same promise.
+/// - A promise holds its loop weakly; completing it after the loop is gone or closed
+///   records the result, and the callbacks are dropped without running.
+///
+/// ```
+/// use std::{cell::RefCell, rc::Rc};
+/// let lp = evloop::Loop::new().unwrap();
+/// let p = lp.create_promise::<u32>();
+/// let seen = Rc::new(RefCell::new(None));
+/// let s = seen.clone();
+/// p.add_done_callback(move |_, r| *s.borrow_mut() = Some(*r));
+/// let setter = p.clone();
+/// lp.call_soon(move |_| setter.set_result(42).unwrap());
+/// assert_eq!(lp.run_until_complete(p).unwrap(), Ok(42));
+/// assert_eq!(*seen.borrow(), Some(Ok(42)));
+/// ```
+pub struct Promise<T> {
+    inner: Rc<PromiseInner<T>>,
+}
+
+struct PromiseInner<T> {
+    lp: WeakLoop,
+    /// Set exactly once, by `set_result` or `cancel`.
+    result: OnceCell<Result<T, Cancelled>>,
+    /// Callbacks waiting for the result. Empty once done: they have been scheduled.
+    callbacks: RefCell<Vec<(u64, DoneCallback<T>)>>,
+    next_callback: Cell<u64>,
+    /// Tasks awaiting the promise.
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl<T> Clone for Promise<T> {
+    fn clone(&self) -> Self {
+        Promise {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl Loop {
+    /// A new, pending [`Promise`] bound to this loop.
+    ///
+    /// # Panics
+    /// On a closed loop.
+    #[track_caller]
+    pub fn create_promise<T: 'static>(&self) -> Promise<T> {
+        self.check_open("create_promise");
+        Promise {
+            inner: Rc::new(PromiseInner {
+                lp: self.downgrade(),
+                result: OnceCell::new(),
+                callbacks: RefCell::new(Vec::new()),
+                next_callback: Cell::new(0),
+                wakers: RefCell::new(Vec::new()),
+            }),
+        }
+    }
+}
+
+impl<T: 'static> Promise<T> {
+    /// Sets the result, waking awaiters and scheduling the done-callbacks.
+    ///
+    /// # Errors
+    /// `Err(InvalidState)` if the promise is already done (resolved or cancelled);
+    /// `value` is dropped.
+    pub fn set_result(&self, value: T) -> Result<(), InvalidState> {
+        self.complete(Ok(value)).map_err(|_| InvalidState)
+    }
+
+    /// Cancels the promise: awaiters get `Err(Cancelled)`. Returns false if it was
+    /// already done.
+    pub fn cancel(&self) -> bool {
+        self.complete(Err(Cancelled)).is_ok()
+    }
+
+    /// Whether a result was set or the promise was cancelled.
+    pub fn is_done(&self) -> bool {
+        self.inner.result.get().is_some()
+    }
+
+    /// Whether the promise was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.inner.result.get(), Some(Err(Cancelled)))
+    }
+
+    /// The result, if done: a reference, so `T` need not be `Clone`.
+    pub fn result(&self) -> Option<&Result<T, Cancelled>> {
+        self.inner.result.get()
+    }
+
+    /// Adds `f`, called with the result once the promise is done (through
+    /// `call_soon`; at once, through `call_soon`, if already done).
+    #[track_caller]
+    pub fn add_done_callback(
+        &self,
+        f: impl FnOnce(&Loop, &Result<T, Cancelled>) + 'static,
+    ) -> CallbackId {
+        let id = self.inner.next_callback.get();
+        self.inner.next_callback.set(id + 1);
+        if self.is_done() {
+            self.schedule(Box::new(f));
+        } else {
+            self.inner.callbacks.borrow_mut().push((id, Box::new(f)));
+        }
+        CallbackId(id)
+    }
+
+    /// Removes a done-callback that has not been scheduled yet. Returns whether it
+    /// was found (false once the promise is done: its callbacks are scheduled).
+    pub fn remove_done_callback(&self, id: CallbackId) -> bool {
+        let mut cbs = self.inner.callbacks.borrow_mut();
+        match cbs.iter().position(|(i, _)| *i == id.0) {
+            Some(pos) => {
+                let removed = cbs.remove(pos);
+                drop(cbs);
+                drop(removed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn complete(&self, result: Result<T, Cancelled>) -> Result<(), Result<T, Cancelled>> {
+        self.inner.result.set(result)?;
+        let callbacks = std::mem::take(&mut *self.inner.callbacks.borrow_mut());
+        for (_, f) in callbacks {
+            self.schedule(f);
+        }
+        let wakers = std::mem::take(&mut *self.inner.wakers.borrow_mut());
+        for w in wakers {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    #[track_caller]
+    fn schedule(&self, f: DoneCallback<T>) {
+        let Some(lp) = self.inner.lp.upgrade().filter(|lp| !lp.is_closed()) else {
+            return; // the loop is gone: nothing can run the callback
+        };
+        let inner = self.inner.clone();
+        lp.call_soon(move |lp| {
+            let result = inner.result.get().expect("scheduled once done");
+            f(lp, result);
+        });
+    }
+}
+
+impl<T: Clone + 'static> Future for Promise<T> {
+    type Output = Result<T, Cancelled>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(r) = self.inner.result.get() {
+            return Poll::Ready(r.clone());
+        }
+        let mut wakers = self.inner.wakers.borrow_mut();
+        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> fmt::Debug for Promise<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.inner.result.get() {
+            None => "pending",
+            Some(Ok(_)) => "done",
+            Some(Err(_)) => "cancelled",
+        };
+        f.debug_struct("Promise").field("state", &state).finish()
+    }
+}

@@ -1,0 +1,2 @@
+//! Synchronisation primitives for tasks on one loop: `Queue`, `Event`, `Lock`,
+//! `Semaphore`.

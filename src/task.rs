@@ -1,0 +1,814 @@
+//! `Task<T>`: a Rust future polled from loop callbacks, re-scheduled by its waker.
+//!
+//! A task step is an ordinary loop callback (a [`Runnable`] on the ready queue, not a
+//! boxed closure). The task's waker is an `Arc<TaskWaker>` made once per task: waking
+//! sets its `scheduled` flag and, if it was clear, queues one step. On the loop's own
+//! thread that is a push onto the ready queue (no lock, no syscall, no allocation);
+//! from another thread the waker itself travels through the remote queue.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, Location, catch_unwind, resume_unwind};
+use std::pin::{Pin, pin};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::errors::{Error, ErrorContext, panic_text};
+use crate::event_loop::{Loop, WeakLoop};
+use crate::promise::CallbackId;
+use crate::ready::{Entry, Runnable, RunnableId};
+use crate::remote::{Remote, RemoteCall};
+
+/// Why a task produced no output.
+pub enum TaskError {
+    /// The task was cancelled before it finished.
+    Cancelled,
+    /// The task's future panicked; this is the panic's payload
+    /// (`std::panic::resume_unwind` it to propagate).
+    Panicked(Box<dyn Any + Send>),
+}
+
+impl TaskError {
+    /// Whether the task was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, TaskError::Cancelled)
+    }
+
+    /// Whether the task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, TaskError::Panicked(_))
+    }
+
+    /// The panic's message, when its payload was a `&str` or `String`.
+    pub fn panic_message(&self) -> Option<&str> {
+        match self {
+            TaskError::Panicked(p) => panic_text(&**p),
+            TaskError::Cancelled => None,
+        }
+    }
+}
+
+impl fmt::Debug for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Cancelled => f.write_str("Cancelled"),
+            TaskError::Panicked(_) => f
+                .debug_tuple("Panicked")
+                .field(&self.panic_message().unwrap_or("<non-string payload>"))
+                .finish(),
+        }
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Cancelled => f.write_str("task cancelled"),
+            TaskError::Panicked(_) => match self.panic_message() {
+                Some(m) => write!(f, "task panicked: {m}"),
+                None => f.write_str("task panicked"),
+            },
+        }
+    }
+}
+
+impl std::error::Error for TaskError {}
+
+type TaskCallback<T> = Box<dyn FnOnce(&Loop, &Result<T, TaskError>)>;
+
+/// The `Send` half of a task: its waker.
+struct TaskWaker {
+    /// A step is queued (or running and not yet past its start). Cleared when a
+    /// step starts, so a wake during the poll queues the next step.
+    scheduled: AtomicBool,
+    rid: RunnableId,
+    remote: Remote,
+    location: &'static Location<'static>,
+}
+
+impl TaskWaker {
+    fn schedule(self: &Arc<Self>) {
+        if self.scheduled.swap(true, Ordering::AcqRel) {
+            return; // one step is queued, however many wakes arrive
+        }
+        match self.remote.local_loop() {
+            Some(lp) => {
+                lp.schedule_runnable(self.rid);
+            }
+            // A closed loop refuses it: waking a task of a dead loop does nothing.
+            None => {
+                let _ = self.remote.send(self.clone());
+            }
+        }
+    }
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.schedule();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.schedule();
+    }
+}
+
+/// A wake that came from another thread: run the step now, from the run phase.
+impl RemoteCall for TaskWaker {
+    fn run(&self, lp: &Loop) {
+        if let Some(r) = lp.runnable(self.rid) {
+            r.run(lp);
+        }
+    }
+
+    fn discard(&self) {}
+
+    fn cancel(&self) {}
+
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+
+    fn location(&self) -> &'static Location<'static> {
+        self.location
+    }
+}
+
+/// The `!Send` state of a task, shared by the loop (while it runs) and the [`Task`].
+struct TaskCell<T> {
+    lp: WeakLoop,
+    rid: RunnableId,
+    /// `None` once the future finished, panicked, was cancelled or shut down; it is
+    /// dropped exactly once, at that moment.
+    future: RefCell<Option<Pin<Box<dyn Future<Output = T>>>>>,
+    /// Set once done; taken by the `.await` that consumes it.
+    result: RefCell<Option<Result<T, TaskError>>>,
+    done: Cell<bool>,
+    cancelled: Cell<bool>,
+    /// The result was moved out by an `.await`.
+    taken: Cell<bool>,
+    cancel_requested: Cell<bool>,
+    /// Someone has seen or will see the result (awaited it, or added a done-callback).
+    retrieved: Cell<bool>,
+    /// The `Task` handle was dropped.
+    detached: Cell<bool>,
+    callbacks: RefCell<Vec<TaskCallback<T>>>,
+    next_callback: Cell<u64>,
+    /// Done-callbacks scheduled but not yet run: an `.await` waits for them, since
+    /// it moves the result they are handed.
+    callbacks_in_flight: Cell<usize>,
+    awaiter: RefCell<Option<Waker>>,
+    waker: Waker,
+    wake_state: Arc<TaskWaker>,
+    location: &'static Location<'static>,
+}
+
+impl<T: 'static> TaskCell<T> {
+    fn finish(self: &Rc<Self>, lp: &Loop, result: Result<T, TaskError>) {
+        let panicked = matches!(result, Err(TaskError::Panicked(_)));
+        self.cancelled
+            .set(matches!(result, Err(TaskError::Cancelled)));
+        *self.result.borrow_mut() = Some(result);
+        self.done.set(true);
+        lp.unregister_runnable(self.rid);
+        let callbacks = std::mem::take(&mut *self.callbacks.borrow_mut());
+        for f in callbacks {
+            self.schedule_callback(lp, f);
+        }
+        self.wake_awaiter();
+        if panicked && self.detached.get() && !self.retrieved.get() {
+            self.report_unretrieved(lp);
+        }
+    }
+
+    fn schedule_callback(self: &Rc<Self>, lp: &Loop, f: TaskCallback<T>) {
+        if lp.is_closed() {
+            return;
+        }
+        self.callbacks_in_flight
+            .set(self.callbacks_in_flight.get() + 1);
+        let guard = InFlight(self.clone());
+        lp.call_soon(move |lp| {
+            let cell = &guard.0;
+            let result = cell.result.borrow();
+            f(lp, result.as_ref().expect("done-callbacks run before the result is taken"));
+        });
+    }
+
+    fn wake_awaiter(&self) {
+        if let Some(w) = self.awaiter.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    fn report_unretrieved(&self, lp: &Loop) {
+        self.retrieved.set(true);
+        let result = self.result.borrow();
+        if let Some(Err(TaskError::Panicked(p))) = &*result {
+            let ctx = ErrorContext::from_panic("Task exception was never retrieved", &**p)
+                .with_location(self.location);
+            drop(result);
+            lp.call_exception_handler(ctx);
+        }
+    }
+
+    fn drop_future(&self) {
+        let f = self.future.borrow_mut().take();
+        drop(f);
+    }
+}
+
+/// Counts a scheduled done-callback until it has run or been dropped, then wakes the
+/// awaiter that waits for the result.
+struct InFlight<T>(Rc<TaskCell<T>>);
+
+impl<T> Drop for InFlight<T> {
+    fn drop(&mut self) {
+        let n = self.0.callbacks_in_flight.get() - 1;
+        self.0.callbacks_in_flight.set(n);
+        if n == 0
+            && let Some(w) = self.0.awaiter.borrow_mut().take()
+        {
+            w.wake();
+        }
+    }
+}
+
+impl<T: 'static> Runnable for TaskCell<T> {
+    fn run(self: Rc<Self>, lp: &Loop) {
+        self.wake_state.scheduled.store(false, Ordering::Release);
+        if self.done.get() {
+            return;
+        }
+        if self.cancel_requested.get() {
+            self.drop_future();
+            self.finish(lp, Err(TaskError::Cancelled));
+            return;
+        }
+        let polled = {
+            let mut slot = self.future.borrow_mut();
+            let Some(fut) = slot.as_mut() else { return };
+            let mut cx = Context::from_waker(&self.waker);
+            catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)))
+        };
+        match polled {
+            Ok(Poll::Pending) => {}
+            Ok(Poll::Ready(v)) => {
+                self.drop_future();
+                self.finish(lp, Ok(v));
+            }
+            Err(payload) => {
+                self.drop_future();
+                self.finish(lp, Err(TaskError::Panicked(payload)));
+            }
+        }
+    }
+
+    fn location(&self) -> &'static Location<'static> {
+        self.location
+    }
+
+    fn cancel(&self) -> bool {
+        if self.done.get() {
+            return false;
+        }
+        if !self.cancel_requested.replace(true) {
+            self.wake_state.schedule();
+        }
+        true
+    }
+
+    fn shutdown(&self) {
+        self.drop_future();
+        if !self.done.replace(true) {
+            self.cancelled.set(true);
+            *self.result.borrow_mut() = Some(Err(TaskError::Cancelled));
+            self.callbacks.borrow_mut().clear();
+        }
+        self.wake_awaiter();
+    }
+}
+
+/// A Rust future running on a loop: made by [`Loop::create_task`] or [`spawn`].
+///
+/// - The first poll is a `call_soon` step; a wake schedules the next step, once,
+///   however many wakes arrive before it runs.
+/// - Dropping a `Task` detaches it: the loop keeps it running to completion.
+/// - `.await` it (from another task, or in [`Loop::run_until_complete`]) for its output:
+///   `Err(TaskError::Cancelled)` if it was cancelled, `Err(TaskError::Panicked)` if its
+///   future panicked.
+/// - A panicked task whose result nobody retrieved (by awaiting it or through a
+///   done-callback) is reported to the exception handler once it is done and its
+///   `Task` is dropped: asyncio's "Task exception was never retrieved".
+///
+/// ```
+/// let lp = evloop::Loop::new().unwrap();
+/// let out = lp.run_until_complete(async {
+///     let a = evloop::spawn(async { 20 });
+///     let b = evloop::spawn(async { 22 });
+///     a.await.unwrap() + b.await.unwrap()
+/// });
+/// assert_eq!(out.unwrap(), 42);
+/// ```
+pub struct Task<T> {
+    cell: Rc<TaskCell<T>>,
+}
+
+impl Loop {
+    /// Wraps `fut` in a [`Task`] and schedules its first step with `call_soon`. The
+    /// future need not be `Send`.
+    ///
+    /// # Panics
+    /// On a closed loop.
+    #[track_caller]
+    pub fn create_task<F: Future + 'static>(&self, fut: F) -> Task<F::Output> {
+        let location = Location::caller();
+        self.check_open("create_task");
+        let remote = self.remote();
+        let lp = self.downgrade();
+        let cell = self.register_runnable(|rid| {
+            let wake_state = Arc::new(TaskWaker {
+                scheduled: AtomicBool::new(true),
+                rid,
+                remote,
+                location,
+            });
+            Rc::new(TaskCell {
+                lp,
+                rid,
+                future: RefCell::new(Some(Box::pin(fut))),
+                result: RefCell::new(None),
+                done: Cell::new(false),
+                cancelled: Cell::new(false),
+                taken: Cell::new(false),
+                cancel_requested: Cell::new(false),
+                retrieved: Cell::new(false),
+                detached: Cell::new(false),
+                callbacks: RefCell::new(Vec::new()),
+                next_callback: Cell::new(0),
+                callbacks_in_flight: Cell::new(0),
+                awaiter: RefCell::new(None),
+                waker: Waker::from(wake_state.clone()),
+                wake_state,
+                location,
+            })
+        });
+        self.push_entry(Entry::Runnable(cell.clone()));
+        Task { cell }
+    }
+
+    /// Runs the loop until `fut` completes, and returns its output. `fut` may borrow
+    /// from the caller's stack (it need not be `'static`).
+    ///
+    /// As in asyncio, `fut` is polled like a task: its first poll and every poll after
+    /// a wake are queued behind the callbacks already ready. Once it completes, the
+    /// run ends after the callbacks that were ready at that moment (done-callbacks of
+    /// what it awaited included) and the rest of that iteration.
+    ///
+    /// # Errors
+    /// As [`run_forever`](Loop::run_forever), and `Err(Error::Stopped)` if
+    /// [`stop`](Loop::stop) ends the run before `fut` completes.
+    ///
+    /// # Panics
+    /// If `fut` panics, the panic resumes here (as `block_on` does), and the loop is
+    /// left stopped and usable.
+    pub fn run_until_complete<F: Future>(&self, fut: F) -> Result<F::Output, Error> {
+        let guard = self.enter()?;
+        let main = Arc::new(MainWaker {
+            woken: AtomicBool::new(true),
+            remote: self.remote(),
+        });
+        let waker = Waker::from(main.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut fut = pin!(fut);
+        let output: Cell<Option<thread::Result<F::Output>>> = Cell::new(None);
+        // `completed`: the future returned; like asyncio's `_run_until_complete_cb`,
+        // the run ends at a marker queued then, after what was already ready.
+        let completed = Cell::new(false);
+        let done = Cell::new(false);
+        let mut poll_main = || {
+            if completed.get() {
+                done.set(true);
+                return;
+            }
+            if !main.woken.swap(false, Ordering::AcqRel) {
+                return;
+            }
+            match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx))) {
+                Ok(Poll::Ready(v)) => output.set(Some(Ok(v))),
+                Ok(Poll::Pending) => return,
+                Err(payload) => {
+                    // A panic resumes in the caller at the end of this iteration.
+                    output.set(Some(Err(payload)));
+                    done.set(true);
+                }
+            }
+            completed.set(true);
+            self.push_entry(Entry::Main);
+        };
+        self.push_entry(Entry::Main);
+        loop {
+            self.iterate(None, false, &mut poll_main)?;
+            if done.get() {
+                break;
+            }
+            if self.is_stopping() {
+                return Err(Error::Stopped);
+            }
+        }
+        drop(guard);
+        match output.take().expect("set when done") {
+            Ok(v) => Ok(v),
+            Err(payload) => resume_unwind(payload),
+        }
+    }
+}
+
+/// The waker of `run_until_complete`'s future: a wake sets the flag and queues an
+/// `Entry::Main`, where the future is polled.
+struct MainWaker {
+    woken: AtomicBool,
+    remote: Remote,
+}
+
+impl Wake for MainWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.woken.swap(true, Ordering::AcqRel) {
+            match self.remote.local_loop() {
+                Some(lp) => lp.push_entry(Entry::Main),
+                None => {
+                    let _ = self.remote.send(self.clone());
+                }
+            }
+        }
+    }
+}
+
+/// A wake from another thread: queue the poll, in FIFO order, from the run phase.
+impl RemoteCall for MainWaker {
+    fn run(&self, lp: &Loop) {
+        lp.push_entry(Entry::Main);
+    }
+    fn discard(&self) {}
+    fn cancel(&self) {}
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+    fn location(&self) -> &'static Location<'static> {
+        Location::caller()
+    }
+}
+
+impl<T: 'static> Task<T> {
+    /// Asks the task to cancel: its future is dropped at its next step, and it
+    /// completes with `Err(TaskError::Cancelled)`. Returns true if the task was not
+    /// yet done (asking twice is harmless). A task cancelled before its first step is
+    /// never polled; a cancel that arrives while the task is being polled takes effect
+    /// at its next step, and if that poll completes the task, its output stands.
+    pub fn cancel(&self) -> bool {
+        self.cell.cancel()
+    }
+
+    /// Whether the task finished, panicked or was cancelled.
+    pub fn is_done(&self) -> bool {
+        self.cell.done.get()
+    }
+
+    /// Whether the task ended by cancellation.
+    pub fn is_cancelled(&self) -> bool {
+        self.cell.cancelled.get()
+    }
+
+    /// Adds `f`, called (through `call_soon`) with the task's result once it is done.
+    /// Callbacks run in the order added; an `.await` of the task completes after them.
+    ///
+    /// # Panics
+    /// If the task's output was already moved out by an `.await`.
+    #[track_caller]
+    pub fn add_done_callback(
+        &self,
+        f: impl FnOnce(&Loop, &Result<T, TaskError>) + 'static,
+    ) -> CallbackId {
+        assert!(
+            !self.cell.taken.get(),
+            "Task::add_done_callback after the task's output was taken by .await; add done-callbacks before awaiting"
+        );
+        self.cell.retrieved.set(true);
+        let id = self.cell.next_callback.get();
+        self.cell.next_callback.set(id + 1);
+        if self.cell.done.get() {
+            if let Some(lp) = self.cell.lp.upgrade() {
+                self.cell.schedule_callback(&lp, Box::new(f));
+            }
+        } else {
+            self.cell.callbacks.borrow_mut().push(Box::new(f));
+        }
+        CallbackId(id)
+    }
+
+    /// Where the task was created.
+    pub fn location(&self) -> &'static Location<'static> {
+        self.cell.location
+    }
+
+    pub(crate) fn rid(&self) -> RunnableId {
+        self.cell.rid
+    }
+
+    /// The task as loop work, to cancel it without knowing `T`.
+    pub(crate) fn runnable(&self) -> Rc<dyn Runnable> {
+        self.cell.clone()
+    }
+}
+
+impl<T: 'static> Future for Task<T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let cell = &self.cell;
+        if cell.done.get() && cell.callbacks_in_flight.get() == 0 {
+            let result = cell.result.borrow_mut().take();
+            match result {
+                Some(r) => {
+                    cell.taken.set(true);
+                    cell.retrieved.set(true);
+                    Poll::Ready(r)
+                }
+                None => panic!("Task polled again after it returned its output"),
+            }
+        } else {
+            *cell.awaiter.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        let cell = &self.cell;
+        cell.detached.set(true);
+        if cell.done.get()
+            && !cell.retrieved.get()
+            && matches!(&*cell.result.borrow(), Some(Err(TaskError::Panicked(_))))
+            && let Some(lp) = cell.lp.upgrade()
+        {
+            cell.retrieved.set(true);
+            if let Some(Err(TaskError::Panicked(p))) = &*cell.result.borrow() {
+                let ctx = ErrorContext::from_panic("Task exception was never retrieved", &**p)
+                    .with_location(cell.location);
+                lp.call_exception_handler(ctx);
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("location", &self.cell.location)
+            .field("done", &self.cell.done.get())
+            .field("cancelled", &self.cell.cancelled.get())
+            .finish()
+    }
+}
+
+/// Spawns `fut` as a task on the loop running on this thread ([`Loop::current`]).
+///
+/// # Panics
+/// Outside a running loop.
+#[track_caller]
+pub fn spawn<F: Future + 'static>(fut: F) -> Task<F::Output> {
+    current_loop("spawn").create_task(fut)
+}
+
+/// The running loop, or a panic that says what to do.
+#[track_caller]
+pub(crate) fn current_loop(what: &str) -> Loop {
+    Loop::current().unwrap_or_else(|| {
+        panic!(
+            "evloop::{what} called outside a running loop: call it from a task or callback, \
+             or use the Loop's own method"
+        )
+    })
+}
+
+// ----- Remote::spawn -----
+
+struct RemoteState<T> {
+    slot: Mutex<RemoteSlot<T>>,
+    done: Condvar,
+    remote: Remote,
+}
+
+struct RemoteSlot<T> {
+    result: Option<Result<T, TaskError>>,
+    finished: bool,
+    cancel_requested: bool,
+    /// The task on the loop, once created.
+    rid: Option<RunnableId>,
+    waker: Option<Waker>,
+}
+
+impl<T> RemoteState<T> {
+    fn complete(&self, r: Result<T, TaskError>) {
+        let waker = {
+            let mut slot = self.slot.lock();
+            if slot.finished {
+                return;
+            }
+            slot.finished = true;
+            slot.result = Some(r);
+            slot.waker.take()
+        };
+        self.done.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// Completes the remote task as cancelled if dropped unfinished (the loop closed).
+struct CompleteOnDrop<T>(Arc<RemoteState<T>>);
+
+impl<T> Drop for CompleteOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.complete(Err(TaskError::Cancelled));
+    }
+}
+
+/// A task started from another thread by [`Remote::spawn`]: asyncio's
+/// `run_coroutine_threadsafe` future. `Send + Sync`; a `Future` itself, and waitable
+/// from a plain thread.
+pub struct RemoteTask<T> {
+    state: Arc<RemoteState<T>>,
+}
+
+impl Remote {
+    /// Runs `fut` as a task on the loop, from any thread (asyncio's
+    /// `run_coroutine_threadsafe`).
+    ///
+    /// # Errors
+    /// `Err(Error::Closed)` if the loop is closed. If it closes before the task
+    /// finishes, the task completes with `Err(TaskError::Cancelled)`.
+    ///
+    /// ```
+    /// let lp = evloop::Loop::new().unwrap();
+    /// let remote = lp.remote();
+    /// let worker = std::thread::spawn(move || {
+    ///     let task = remote.spawn(async { 6 * 7 }).unwrap();
+    ///     let answer = task.wait().unwrap();
+    ///     remote.stop();
+    ///     answer
+    /// });
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(worker.join().unwrap(), 42);
+    /// ```
+    #[track_caller]
+    pub fn spawn<F>(&self, fut: F) -> Result<RemoteTask<F::Output>, Error>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send,
+    {
+        let location = Location::caller();
+        let state = Arc::new(RemoteState {
+            slot: Mutex::new(RemoteSlot {
+                result: None,
+                finished: false,
+                cancel_requested: false,
+                rid: None,
+                waker: None,
+            }),
+            done: Condvar::new(),
+            remote: self.clone(),
+        });
+        let guard = CompleteOnDrop(state.clone());
+        self.call_soon_threadsafe(move |lp| {
+            if guard.0.slot.lock().cancel_requested {
+                return; // never polled; the guard completes it as cancelled
+            }
+            let task = spawn_at(lp, fut, location);
+            guard.0.slot.lock().rid = Some(task.rid());
+            let bridge = async move {
+                let r = task.await;
+                guard.0.complete(r);
+            };
+            spawn_at(lp, bridge, location);
+        })?;
+        Ok(RemoteTask { state })
+    }
+}
+
+fn spawn_at<F: Future + 'static>(
+    lp: &Loop,
+    fut: F,
+    _location: &'static Location<'static>,
+) -> Task<F::Output> {
+    lp.create_task(fut)
+}
+
+impl<T> RemoteTask<T> {
+    /// Blocks this thread until the task is done, and returns its output.
+    ///
+    /// # Panics
+    /// On the loop's own thread, where waiting would deadlock: `.await` it there.
+    pub fn wait(self) -> Result<T, TaskError> {
+        self.check_thread();
+        let mut slot = self.state.slot.lock();
+        loop {
+            if let Some(r) = slot.result.take() {
+                return r;
+            }
+            self.state.done.wait(&mut slot);
+        }
+    }
+
+    /// Blocks at most `d` for the output: `None` if the task is not done by then.
+    pub fn wait_timeout(&mut self, d: Duration) -> Option<Result<T, TaskError>> {
+        self.check_thread();
+        let deadline = Instant::now().checked_add(d);
+        let mut slot = self.state.slot.lock();
+        loop {
+            if let Some(r) = slot.result.take() {
+                return Some(r);
+            }
+            if slot.finished {
+                return None; // already taken
+            }
+            match deadline {
+                Some(deadline) => {
+                    if self.state.done.wait_until(&mut slot, deadline).timed_out() {
+                        return slot.result.take();
+                    }
+                }
+                None => self.state.done.wait(&mut slot),
+            }
+        }
+    }
+
+    /// Cancels the task (on the loop, at its next step). Returns false if it was
+    /// already done.
+    pub fn cancel(&self) -> bool {
+        let rid = {
+            let mut slot = self.state.slot.lock();
+            if slot.finished {
+                return false;
+            }
+            slot.cancel_requested = true;
+            slot.rid
+        };
+        if let Some(rid) = rid {
+            let _ = self.state.remote.call_soon_threadsafe(move |lp| {
+                if let Some(r) = lp.runnable(rid) {
+                    r.cancel();
+                }
+            });
+        }
+        true
+    }
+
+    /// Whether the task is done.
+    pub fn is_done(&self) -> bool {
+        self.state.slot.lock().finished
+    }
+
+    fn check_thread(&self) {
+        assert!(
+            self.state.remote.local_loop().is_none(),
+            "RemoteTask::wait on the loop's own thread would deadlock: .await the RemoteTask instead"
+        );
+    }
+}
+
+impl<T> Future for RemoteTask<T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut slot = self.state.slot.lock();
+        if let Some(r) = slot.result.take() {
+            return Poll::Ready(r);
+        }
+        assert!(!slot.finished, "RemoteTask polled again after it returned its output");
+        slot.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl<T> fmt::Debug for RemoteTask<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteTask")
+            .field("done", &self.is_done())
+            .finish()
+    }
+}
