@@ -18,6 +18,7 @@ use crate::handle::{Handle, Target, TimerHandle};
 use crate::io::Io;
 use crate::ready::{Callback, Entry, Popped, Ready, Runnable, RunnableId, Runnables};
 use crate::remote::{Queued, Remote, Shared};
+use crate::stats::{Counters, Stats, add};
 use crate::timers::Timers;
 
 /// While callbacks keep the loop busy, the OS is polled (without blocking) on at
@@ -88,6 +89,9 @@ pub(crate) struct Inner {
     closed: Cell<bool>,
     /// Iterations since the OS was last polled.
     unpolled: Cell<u32>,
+    /// When the last poll returned (for `Stats::time_busy`).
+    last_poll: Cell<Option<Instant>>,
+    stats: Counters,
     debug: bool,
     slow_callback: Duration,
     handler: RefCell<Option<ExceptionHandler>>,
@@ -205,6 +209,8 @@ impl LoopBuilder {
             stopping: Cell::new(false),
             closed: Cell::new(false),
             unpolled: Cell::new(0),
+            last_poll: Cell::new(None),
+            stats: Counters::default(),
             debug: self.debug,
             slow_callback: self.slow_callback,
             handler: RefCell::new(None),
@@ -340,6 +346,7 @@ impl Loop {
     ) -> TimerHandle {
         let (key, id) = self.inner.ready.borrow_mut().insert(f, location, true);
         self.inner.timers.borrow_mut().push(when, id, key);
+        add(&self.inner.stats.timers_scheduled, 1);
         if !self.inner.running.get() && !self.inner.clock.is_manual() {
             // An embedding host must see the new deadline on `as_raw_fd`.
             let now = self.inner.clock.now_ns();
@@ -513,6 +520,12 @@ impl Loop {
         let hooks = std::mem::take(&mut *inner.close_hooks.borrow_mut());
         let runnables = inner.runnables.borrow_mut().drain();
         for r in &runnables {
+            if inner.debug {
+                log::warn!(
+                    "Task was destroyed but it is pending: closing the loop drops the task spawned at {}",
+                    r.location()
+                );
+            }
             r.shutdown();
         }
         drop(runnables);
@@ -555,6 +568,11 @@ impl Loop {
             return Some(Duration::ZERO);
         }
         self.timer_timeout()
+    }
+
+    /// A snapshot of the loop's counters; see [`Stats`].
+    pub fn stats(&self) -> Stats {
+        self.inner.stats.snapshot()
     }
 
     /// Installs the exception handler: called with an [`ErrorContext`] when a
@@ -680,13 +698,19 @@ impl Loop {
 
     /// Runs `f` as a callback would run: panics caught and reported, slow calls
     /// reported in debug mode.
-    pub(crate) fn invoke(&self, location: &'static Location<'static>, f: impl FnOnce()) {
+    pub(crate) fn invoke(
+        &self,
+        what: &str,
+        location: &'static Location<'static>,
+        f: impl FnOnce(),
+    ) {
         if self.inner.debug {
             let start = Instant::now();
             self.catch(location, f);
             let took = start.elapsed();
+            self.inner.stats.callback_took(took, location);
             if took >= self.inner.slow_callback {
-                log::warn!("Executing callback scheduled at {location} took {took:.3?}");
+                log::warn!("Executing {what} scheduled at {location} took {took:.3?}");
             }
         } else {
             self.catch(location, f);
@@ -729,6 +753,7 @@ impl Loop {
         self.inner.running.set(true);
         self.inner.shared.awake();
         self.inner.unpolled.set(POLL_INTERVAL); // a run's first iteration polls
+        self.inner.last_poll.set(None); // time outside runs is not busy time
         Ok(RunGuard { lp: self })
     }
 
@@ -824,13 +849,29 @@ impl Loop {
                     timeout = Some(Duration::ZERO);
                 }
             }
+            let before = Instant::now();
+            if let Some(last) = inner.last_poll.get() {
+                inner.stats.time_busy.set(inner.stats.time_busy.get() + (before - last));
+            }
             let outcome = {
                 let mut io = inner.io.borrow_mut();
                 let mut ready = inner.ready.borrow_mut();
                 io.poll(timeout, &mut ready)
             };
             inner.shared.awake();
+            let after = Instant::now();
+            inner.last_poll.set(Some(after));
+            let stats = &inner.stats;
+            add(&stats.polls, 1);
+            if blocking {
+                stats.time_blocked.set(stats.time_blocked.get() + (after - before));
+            } else {
+                stats.time_busy.set(stats.time_busy.get() + (after - before));
+            }
             let outcome = outcome?;
+            if outcome.woken {
+                add(&stats.wakeups, 1);
+            }
             if outcome.queued == 0 && inner.clock.auto_advances() && !self.has_ready_work() {
                 // Virtual time: nothing to do but wait for a timer, so jump to it.
                 if let Some(deadline) = self.next_deadline() {
@@ -847,7 +888,13 @@ impl Loop {
             if !timers.is_empty() {
                 let now = inner.clock.now_ns();
                 let mut ready = inner.ready.borrow_mut();
-                timers.pop_expired(now, |key, id| ready.queue_stored(key, id));
+                let mut fired = 0;
+                timers.pop_expired(now, |key, id| {
+                    let queued = ready.queue_stored(key, id);
+                    fired += u64::from(queued);
+                    queued
+                });
+                add(&inner.stats.timers_fired, fired);
             }
         }
 
@@ -858,27 +905,36 @@ impl Loop {
                 && !rx.is_empty()
             {
                 let mut ready = inner.ready.borrow_mut();
+                let before = ready.len();
                 for call in rx.try_iter() {
                     ready.push(Entry::Remote(call));
                 }
+                add(&inner.stats.remote_calls, (ready.len() - before) as u64);
             }
         }
 
         // 5. Run exactly what is queued now.
         let n = inner.ready.borrow().len();
+        let stats = &inner.stats;
+        add(&stats.iterations, 1);
+        if n > stats.ready_high_water.get() {
+            stats.ready_high_water.set(n);
+        }
+        let mut skipped = 0;
         for _ in 0..n {
             let popped = inner.ready.borrow_mut().pop();
             match popped {
                 None => break, // close() from a callback is refused, but be safe
-                Some(Popped::Skip) => {}
+                Some(Popped::Skip) => skipped += 1,
                 Some(Popped::Call(slot)) => {
                     let callback = slot.callback;
-                    self.invoke(slot.location, || callback(self));
+                    self.invoke("callback", slot.location, || callback(self));
                 }
                 Some(Popped::Other(Entry::Main)) => main(),
                 Some(Popped::Other(entry)) => self.run_entry(entry),
             }
         }
+        add(&stats.callbacks_run, (n - skipped) as u64);
         Ok(())
     }
 
@@ -888,18 +944,19 @@ impl Loop {
             Entry::Io { key, id, write } => {
                 let taken = self.inner.io.borrow_mut().take(key, id, write);
                 if let Some((mut callback, location)) = taken {
-                    self.invoke(location, || callback(self));
+                    let what = if write { "writer" } else { "reader" };
+                    self.invoke(what, location, || callback(self));
                     let rejected = self.inner.io.borrow_mut().put_back(key, id, write, callback);
                     drop(rejected);
                 }
             }
             Entry::Remote(call) => {
                 let location = call.location();
-                self.invoke(location, || call.run(self));
+                self.invoke("threadsafe call", location, || call.run(self));
             }
             Entry::Runnable(r) => {
                 let location = r.location();
-                self.invoke(location, || r.run(self));
+                self.invoke("task step", location, || r.run(self));
             }
         }
     }
@@ -922,6 +979,7 @@ impl Inner {
                 if let Some(slot) = &slot
                     && slot.in_heap
                 {
+                    add(&self.stats.timers_cancelled, 1);
                     let ready = self.ready.borrow();
                     self.timers
                         .borrow_mut()

@@ -63,11 +63,13 @@ mod executor;
 mod handle;
 mod promise;
 mod task;
+pub mod test;
 mod task_group;
 mod time;
 mod io;
 mod ready;
 mod remote;
+mod stats;
 pub mod sync;
 mod timers;
 
@@ -83,3 +85,7 @@ pub use time::{
     timeout_at, yield_now,
 };
 pub use remote::Remote;
+pub use stats::Stats;
+
+/// Runs an `async fn` test on a fresh loop; see [`mod@test`].
+pub use evloop_macros::test;

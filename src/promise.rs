@@ -4,6 +4,7 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::panic::Location;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
@@ -26,6 +27,8 @@ type DoneCallback<T> = Box<dyn FnOnce(&Loop, &Result<T, Cancelled>)>;
 ///   `set_result` or `cancel`, in the order they were added. One added to a promise
 ///   that is already done is scheduled at once.
 /// - `Clone`: all clones are the same promise.
+/// - Debug mode reports a promise dropped unresolved while tasks await it (they can
+///   never complete).
 /// - A promise holds its loop weakly; completing it after the loop is gone or closed
 ///   records the result, and the callbacks are dropped without running.
 ///
@@ -43,10 +46,17 @@ type DoneCallback<T> = Box<dyn FnOnce(&Loop, &Result<T, Cancelled>)>;
 /// ```
 pub struct Promise<T> {
     inner: Rc<PromiseInner<T>>,
+    /// This handle is being awaited (it returned `Pending` and is not done).
+    awaiting: Cell<bool>,
 }
 
 struct PromiseInner<T> {
     lp: WeakLoop,
+    /// Where the promise was created, for debug reports.
+    location: &'static Location<'static>,
+    /// How many handles are being awaited: when every other handle is gone, nobody
+    /// can resolve the promise any more.
+    awaiting: Cell<usize>,
     /// Set exactly once, by `set_result` or `cancel`.
     result: OnceCell<Result<T, Cancelled>>,
     /// Callbacks waiting for the result. Empty once done: they have been scheduled.
@@ -60,6 +70,28 @@ impl<T> Clone for Promise<T> {
     fn clone(&self) -> Self {
         Promise {
             inner: self.inner.clone(),
+            awaiting: Cell::new(false),
+        }
+    }
+}
+
+impl<T> Drop for Promise<T> {
+    fn drop(&mut self) {
+        let inner = &self.inner;
+        if self.awaiting.get() {
+            inner.awaiting.set(inner.awaiting.get() - 1);
+        }
+        let others = Rc::strong_count(inner) - 1;
+        if inner.result.get().is_none()
+            && others > 0
+            && others == inner.awaiting.get()
+            && let Some(lp) = inner.lp.upgrade()
+            && lp.debug()
+        {
+            log::warn!(
+                "Promise created at {} was dropped unresolved: the {others} task(s) awaiting it can never complete",
+                inner.location
+            );
         }
     }
 }
@@ -73,8 +105,11 @@ impl Loop {
     pub fn create_promise<T: 'static>(&self) -> Promise<T> {
         self.check_open("create_promise");
         Promise {
+            awaiting: Cell::new(false),
             inner: Rc::new(PromiseInner {
                 lp: self.downgrade(),
+                location: Location::caller(),
+                awaiting: Cell::new(0),
                 result: OnceCell::new(),
                 callbacks: RefCell::new(Vec::new()),
                 next_callback: Cell::new(0),
@@ -178,7 +213,13 @@ impl<T: Clone + 'static> Future for Promise<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if let Some(r) = self.inner.result.get() {
+            if self.awaiting.replace(false) {
+                self.inner.awaiting.set(self.inner.awaiting.get() - 1);
+            }
             return Poll::Ready(r.clone());
+        }
+        if !self.awaiting.replace(true) {
+            self.inner.awaiting.set(self.inner.awaiting.get() + 1);
         }
         let mut wakers = self.inner.wakers.borrow_mut();
         if !wakers.iter().any(|w| w.will_wake(cx.waker())) {

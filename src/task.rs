@@ -330,7 +330,16 @@ impl Loop {
     /// On a closed loop.
     #[track_caller]
     pub fn create_task<F: Future + 'static>(&self, fut: F) -> Task<F::Output> {
-        let location = Location::caller();
+        self.create_task_at(fut, Location::caller())
+    }
+
+    /// `create_task`, naming where the task was spawned from.
+    #[track_caller]
+    pub(crate) fn create_task_at<F: Future + 'static>(
+        &self,
+        fut: F,
+        location: &'static Location<'static>,
+    ) -> Task<F::Output> {
         self.check_open("create_task");
         let remote = self.remote();
         let lp = self.downgrade();
@@ -527,6 +536,11 @@ impl<T: 'static> Task<T> {
         self.cell.rid
     }
 
+    /// Someone else (a `TaskGroup`) takes care of the task's panic.
+    pub(crate) fn mark_retrieved(&self) {
+        self.cell.retrieved.set(true);
+    }
+
     /// The task as loop work, to cancel it without knowing `T`.
     pub(crate) fn runnable(&self) -> Rc<dyn Runnable> {
         self.cell.clone()
@@ -590,7 +604,7 @@ impl<T> fmt::Debug for Task<T> {
 /// Outside a running loop.
 #[track_caller]
 pub fn spawn<F: Future + 'static>(fut: F) -> Task<F::Output> {
-    current_loop("spawn").create_task(fut)
+    current_loop("spawn").create_task_at(fut, Location::caller())
 }
 
 /// The running loop, or a panic that says what to do.
@@ -698,24 +712,16 @@ impl Remote {
             if guard.0.slot.lock().cancel_requested {
                 return; // never polled; the guard completes it as cancelled
             }
-            let task = spawn_at(lp, fut, location);
+            let task = lp.create_task_at(fut, location);
             guard.0.slot.lock().rid = Some(task.rid());
             let bridge = async move {
                 let r = task.await;
                 guard.0.complete(r);
             };
-            spawn_at(lp, bridge, location);
+            lp.create_task_at(bridge, location);
         })?;
         Ok(RemoteTask { state })
     }
-}
-
-fn spawn_at<F: Future + 'static>(
-    lp: &Loop,
-    fut: F,
-    _location: &'static Location<'static>,
-) -> Task<F::Output> {
-    lp.create_task(fut)
 }
 
 impl<T> RemoteTask<T> {

@@ -3,7 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::panic::{AssertUnwindSafe, Location, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -101,7 +101,8 @@ impl TaskGroup {
             group: self.inner.clone(),
             key,
         };
-        let task = lp.create_task(child);
+        let task = lp.create_task_at(child, Location::caller());
+        task.mark_retrieved(); // its panic is reported by `wait`
         self.inner.children.borrow_mut().insert(task.runnable());
         if self.inner.failed.get() {
             task.cancel();
