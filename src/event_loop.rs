@@ -18,6 +18,7 @@ use crate::handle::{Handle, Target, TimerHandle};
 use crate::io::Io;
 use crate::ready::{Callback, Entry, Popped, Ready, Runnable, RunnableId, Runnables};
 use crate::remote::{Queued, Remote, Shared};
+use crate::source::{Readiness, SourceHandler, SourceId};
 use crate::stats::{Counters, Stats, add};
 use crate::timers::Timers;
 
@@ -89,6 +90,9 @@ pub(crate) struct Inner {
     closed: Cell<bool>,
     /// Iterations since the OS was last polled.
     unpolled: Cell<u32>,
+    /// Work in flight outside the loop that will wake it (executor jobs): a manual
+    /// clock does not auto-advance past it.
+    external: Cell<usize>,
     /// When the last poll returned (for `Stats::time_busy`).
     last_poll: Cell<Option<Instant>>,
     stats: Counters,
@@ -209,6 +213,7 @@ impl LoopBuilder {
             stopping: Cell::new(false),
             closed: Cell::new(false),
             unpolled: Cell::new(0),
+            external: Cell::new(0),
             last_poll: Cell::new(None),
             stats: Counters::default(),
             debug: self.debug,
@@ -517,6 +522,7 @@ impl Loop {
         let queued = inner.ready.borrow_mut().drain_all();
         inner.timers.borrow_mut().clear();
         let io = inner.io.borrow_mut().clear();
+        let sources = inner.io.borrow_mut().clear_sources();
         let hooks = std::mem::take(&mut *inner.close_hooks.borrow_mut());
         let runnables = inner.runnables.borrow_mut().drain();
         for r in &runnables {
@@ -532,6 +538,7 @@ impl Loop {
         drop(pending);
         drop(queued);
         drop(io);
+        drop(sources);
         for hook in hooks {
             hook();
         }
@@ -618,6 +625,35 @@ impl Loop {
         }
     }
 
+    /// Registers a library-owned socket, edge-triggered.
+    #[track_caller]
+    pub(crate) fn register_source(
+        &self,
+        source: &mut impl mio::event::Source,
+        interest: mio::Interest,
+        handler: Rc<dyn SourceHandler>,
+    ) -> io::Result<SourceId> {
+        if self.is_closed() {
+            return Err(io::Error::other(Error::Closed));
+        }
+        let location = Location::caller();
+        self.inner
+            .io
+            .borrow_mut()
+            .register_source(source, interest, handler, location)
+    }
+
+    /// Deregisters a library-owned socket (before it is closed).
+    pub(crate) fn deregister_source(&self, source: &mut impl mio::event::Source, id: SourceId) {
+        let handler = self.inner.io.borrow_mut().deregister_source(source, id);
+        drop(handler);
+    }
+
+    /// The number of the current iteration (for per-iteration budgets).
+    pub(crate) fn iteration(&self) -> u64 {
+        self.inner.stats.iterations.get()
+    }
+
     /// A reference that does not keep the loop alive.
     pub(crate) fn downgrade(&self) -> WeakLoop {
         WeakLoop(Rc::downgrade(&self.inner))
@@ -655,6 +691,13 @@ impl Loop {
     /// The registered runnable `rid`, if it is still live.
     pub(crate) fn runnable(&self, rid: RunnableId) -> Option<Rc<dyn Runnable>> {
         self.inner.runnables.borrow().get(rid).cloned()
+    }
+
+    /// Counts work in flight outside the loop (+1 when it starts, -1 when it is
+    /// back): while any is, a manual clock does not jump ahead.
+    pub(crate) fn external_work(&self, started: bool) {
+        let n = &self.inner.external;
+        n.set(if started { n.get() + 1 } else { n.get() - 1 });
     }
 
     /// The size the builder gave the default executor.
@@ -794,6 +837,9 @@ impl Loop {
     fn timer_timeout(&self) -> Option<Duration> {
         let deadline = self.next_deadline()?;
         if self.inner.clock.auto_advances() {
+            if self.inner.external.get() > 0 {
+                return None; // wait for the outside work; virtual time stands still
+            }
             return Some(Duration::ZERO);
         }
         if self.inner.clock.is_manual() {
@@ -872,7 +918,11 @@ impl Loop {
             if outcome.woken {
                 add(&stats.wakeups, 1);
             }
-            if outcome.queued == 0 && inner.clock.auto_advances() && !self.has_ready_work() {
+            if outcome.queued == 0
+                && inner.clock.auto_advances()
+                && inner.external.get() == 0
+                && !self.has_ready_work()
+            {
                 // Virtual time: nothing to do but wait for a timer, so jump to it.
                 if let Some(deadline) = self.next_deadline() {
                     inner.clock.auto_advance_to(deadline);
@@ -948,6 +998,19 @@ impl Loop {
                     self.invoke(what, location, || callback(self));
                     let rejected = self.inner.io.borrow_mut().put_back(key, id, write, callback);
                     drop(rejected);
+                }
+            }
+            Entry::Source {
+                key,
+                generation,
+                readiness,
+            } => {
+                let handler = self.inner.io.borrow().source_handler(key, generation);
+                if let Some((handler, location)) = handler {
+                    let readiness = Readiness::from_bits(readiness);
+                    self.invoke("I/O event handler", location, || {
+                        handler.ready(self, readiness)
+                    });
                 }
             }
             Entry::Remote(call) => {

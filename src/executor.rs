@@ -12,7 +12,7 @@ use std::thread::{self, JoinHandle};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
-use crate::event_loop::Loop;
+use crate::event_loop::{Loop, WeakLoop};
 use crate::task::Task;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -112,6 +112,17 @@ struct Slot<T> {
 
 struct JobFuture<T> {
     slot: Arc<Slot<T>>,
+    /// Counted as outside work while it waits, so that a manual clock does not jump
+    /// past a blocking job.
+    lp: WeakLoop,
+}
+
+impl<T> Drop for JobFuture<T> {
+    fn drop(&mut self) {
+        if let Some(lp) = self.lp.upgrade() {
+            lp.external_work(false);
+        }
+    }
 }
 
 impl<T> Future for JobFuture<T> {
@@ -141,7 +152,8 @@ impl Loop {
     ///
     /// The pool starts threads on demand, up to `min(32, cpus + 4)` (or
     /// [`LoopBuilder::executor_threads`](crate::LoopBuilder::executor_threads)).
-    /// A panic in `f` completes the task with `TaskError::Panicked`. Cancelling the
+    /// A panic in `f` completes the task with `TaskError::Panicked`. Under a manual
+    /// [`Clock`](crate::Clock), virtual time does not auto-advance while a job is out. Cancelling the
     /// task does not interrupt `f` (a running thread cannot be stopped); its result is
     /// dropped. [`close`](Loop::close) shuts the pool down: jobs already submitted
     /// finish, and the threads are joined.
@@ -184,6 +196,10 @@ impl Loop {
                 w.wake();
             }
         }));
-        self.create_task(JobFuture { slot })
+        self.external_work(true);
+        self.create_task(JobFuture {
+            slot,
+            lp: self.downgrade(),
+        })
     }
 }

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::panic::Location;
+use std::rc::Rc;
 use std::time::Duration;
 
 use mio::unix::SourceFd;
@@ -30,6 +31,7 @@ use slab::Slab;
 
 use crate::Loop;
 use crate::ready::{Entry, Ready, key_u32};
+use crate::source::{Readiness, SOURCE_BIT, SourceEntry, SourceHandler, SourceId};
 
 /// A reader or writer callback: called every iteration its fd is ready.
 pub(crate) type IoCallback = Box<dyn FnMut(&Loop)>;
@@ -90,6 +92,8 @@ pub(crate) struct Io {
     events: Events,
     regs: Slab<Reg>,
     by_fd: HashMap<RawFd, u32>,
+    /// Library-owned, edge-triggered sources (sockets).
+    sources: Slab<SourceEntry>,
     next_id: u64,
     next_generation: u32,
     timerfd: OwnedFd,
@@ -124,6 +128,7 @@ impl Io {
             events: Events::with_capacity(1024),
             regs: Slab::new(),
             by_fd: HashMap::new(),
+            sources: Slab::new(),
             next_id: 1,
             next_generation: 1,
             timerfd,
@@ -311,6 +316,19 @@ impl Io {
             let raw = token.0 as u64;
             let key = raw as u32;
             let generation = (raw >> 32) as u32;
+            if key & SOURCE_BIT != 0 {
+                let key = key & !SOURCE_BIT;
+                if matches!(self.sources.get(key as usize), Some(s) if s.generation == generation)
+                {
+                    ready.push(Entry::Source {
+                        key,
+                        generation,
+                        readiness: Readiness::from_event(ev).bits(),
+                    });
+                    out.queued += 1;
+                }
+                continue;
+            }
             let Some(reg) = self.regs.get(key as usize) else {
                 continue;
             };
@@ -341,6 +359,56 @@ impl Io {
             }
         }
         Ok(out)
+    }
+
+    /// Registers a library-owned source, edge-triggered, for `interest`.
+    pub(crate) fn register_source(
+        &mut self,
+        source: &mut impl mio::event::Source,
+        interest: Interest,
+        handler: Rc<dyn SourceHandler>,
+        location: &'static Location<'static>,
+    ) -> io::Result<SourceId> {
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let entry = self.sources.vacant_entry();
+        let key = key_u32(entry.key());
+        assert!(key < SOURCE_BIT, "too many sources");
+        let token = Token(((u64::from(generation) << 32) | u64::from(key | SOURCE_BIT)) as usize);
+        self.poll.registry().register(source, token, interest)?;
+        entry.insert(SourceEntry {
+            generation,
+            handler,
+            location,
+        });
+        Ok(SourceId { key, generation })
+    }
+
+    /// Deregisters a source; hands its handler back to be dropped by the caller.
+    pub(crate) fn deregister_source(
+        &mut self,
+        source: &mut impl mio::event::Source,
+        id: SourceId,
+    ) -> Option<Rc<dyn SourceHandler>> {
+        match self.sources.get(id.key as usize) {
+            Some(s) if s.generation == id.generation => {}
+            _ => return None,
+        }
+        // The socket may be broken already; the kernel forgets it when it is closed.
+        let _ = self.poll.registry().deregister(source);
+        Some(self.sources.remove(id.key as usize).handler)
+    }
+
+    /// The handler of a source, for an event of generation `generation`.
+    pub(crate) fn source_handler(
+        &self,
+        key: u32,
+        generation: u32,
+    ) -> Option<(Rc<dyn SourceHandler>, &'static Location<'static>)> {
+        match self.sources.get(key as usize) {
+            Some(s) if s.generation == generation => Some((s.handler.clone(), s.location)),
+            _ => None,
+        }
     }
 
     /// Arms the timerfd for `deadline` (loop-clock nanoseconds, `now` being the
@@ -399,6 +467,12 @@ impl Io {
         }
         self.by_fd.clear();
         out
+    }
+
+    /// Forgets every source (the loop is closing), handing the handlers back to be
+    /// dropped by the caller; their sockets close when the handlers drop them.
+    pub(crate) fn clear_sources(&mut self) -> Vec<Rc<dyn SourceHandler>> {
+        self.sources.drain().map(|s| s.handler).collect()
     }
 }
 

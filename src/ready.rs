@@ -102,6 +102,12 @@ pub(crate) enum Entry {
     Call { key: u32, id: u64 },
     /// A reader (`write == false`) or writer of the I/O registration `key`.
     Io { key: u32, id: u64, write: bool },
+    /// An event of a library-owned source (a socket).
+    Source {
+        key: u32,
+        generation: u32,
+        readiness: u8,
+    },
     /// A threadsafe call, drained from the remote queue or sent on the loop thread.
     Remote(Queued),
     /// Upper-layer work (a task step).

@@ -1,0 +1,246 @@
+//! Async TCP streams for tasks: `TcpListener` and `TcpStream`.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+
+use super::addr::{ToSocketAddrs, resolve};
+use super::connect::connect_tcp;
+use super::poll_io::PollIo;
+use super::server::{ServerOptions, bind_tcp};
+use crate::task::current_loop;
+
+/// A TCP listening socket for tasks.
+///
+/// ```
+/// let lp = evloop::Loop::new().unwrap();
+/// lp.run_until_complete(async {
+///     let listener = evloop::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+///     let addr = listener.local_addr().unwrap();
+///     let client = evloop::spawn(async move {
+///         let s = evloop::net::TcpStream::connect(addr).await.unwrap();
+///         s.write_all(b"ping").await.unwrap();
+///     });
+///     let (conn, _) = listener.accept().await.unwrap();
+///     let mut buf = [0u8; 4];
+///     conn.read_exact(&mut buf).await.unwrap();
+///     assert_eq!(&buf, b"ping");
+///     client.await.unwrap();
+/// }).unwrap();
+/// ```
+pub struct TcpListener {
+    io: PollIo<mio::net::TcpListener>,
+}
+
+impl TcpListener {
+    /// Binds to `addr` (the first address it resolves to), with `SO_REUSEADDR` and a
+    /// backlog of 1024.
+    ///
+    /// # Panics
+    /// Outside a running loop.
+    pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        let lp = current_loop("net::TcpListener::bind");
+        let addrs = resolve(&lp, addr.to_target()).await?;
+        let opts = ServerOptions::default().backlog(1024);
+        let mut last = None;
+        for a in addrs {
+            match bind_tcp(a, &opts) {
+                Ok(l) => return Ok(TcpListener { io: PollIo::new(l)? }),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one address"))
+    }
+
+    /// Wraps a listener made elsewhere (it is made non-blocking).
+    ///
+    /// # Panics
+    /// Outside a running loop.
+    pub fn from_std(l: std::net::TcpListener) -> io::Result<TcpListener> {
+        l.set_nonblocking(true)?;
+        Ok(TcpListener {
+            io: PollIo::new(mio::net::TcpListener::from_std(l))?,
+        })
+    }
+
+    /// Waits for a connection.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (s, addr) = poll_fn(|cx| self.io.poll_read_with(cx, |l| l.accept())).await?;
+        let _ = s.set_nodelay(true);
+        Ok((TcpStream { io: PollIo::new(s)? }, addr))
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.get_ref().local_addr()
+    }
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpListener")
+            .field("addr", &self.local_addr().ok())
+            .finish()
+    }
+}
+
+/// A TCP connection for tasks: async `read`, `write`, `write_all`, and (feature
+/// `futures-io`) `AsyncRead` / `AsyncWrite`. Methods take `&self`, so one task may
+/// read while another writes. `TCP_NODELAY` is on, as in asyncio.
+pub struct TcpStream {
+    io: PollIo<mio::net::TcpStream>,
+}
+
+impl TcpStream {
+    /// Connects to `addr`, trying each address it resolves to.
+    ///
+    /// # Panics
+    /// Outside a running loop.
+    pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        let lp = current_loop("net::TcpStream::connect");
+        let addrs = resolve(&lp, addr.to_target()).await?;
+        let mut last = None;
+        for a in addrs {
+            match connect_tcp(a).await {
+                Ok(io) => return Ok(TcpStream { io }),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one address"))
+    }
+
+    /// Wraps a connected stream made elsewhere (it is made non-blocking).
+    ///
+    /// # Panics
+    /// Outside a running loop.
+    pub fn from_std(s: std::net::TcpStream) -> io::Result<TcpStream> {
+        s.set_nonblocking(true)?;
+        Ok(TcpStream {
+            io: PollIo::new(mio::net::TcpStream::from_std(s))?,
+        })
+    }
+
+    /// Reads what is available into `buf` (waiting for at least one byte); `Ok(0)` at EOF.
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        poll_fn(|cx| self.io.poll_read_with(cx, |s| (&*s).read(buf))).await
+    }
+
+    /// Reads exactly `buf.len()` bytes; `UnexpectedEof` if the stream ends first.
+    pub async fn read_exact(&self, mut buf: &mut [u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read(buf).await? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => buf = &mut buf[n..],
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads until EOF, appending to `out`; returns how many bytes were read.
+    pub async fn read_to_end(&self, out: &mut Vec<u8>) -> io::Result<usize> {
+        let mut chunk = [0u8; 8192];
+        let mut total = 0;
+        loop {
+            match self.read(&mut chunk).await? {
+                0 => return Ok(total),
+                n => {
+                    out.extend_from_slice(&chunk[..n]);
+                    total += n;
+                }
+            }
+        }
+    }
+
+    /// Writes some of `buf` (waiting until the socket takes at least one byte).
+    pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        poll_fn(|cx| self.io.poll_write_with(cx, |s| (&*s).write(buf))).await
+    }
+
+    /// Writes all of `buf`.
+    pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.write(buf).await? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => buf = &buf[n..],
+            }
+        }
+        Ok(())
+    }
+
+    /// Shuts down the reading, writing or both halves (`Shutdown::Write` sends EOF).
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.io.get_ref().shutdown(how)
+    }
+
+    /// Waits until the socket may be readable.
+    pub async fn readable(&self) {
+        poll_fn(|cx| self.io.poll_readable(cx)).await
+    }
+
+    /// Waits until the socket may be writable.
+    pub async fn writable(&self) {
+        poll_fn(|cx| self.io.poll_writable(cx)).await
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.io.get_ref().peer_addr()
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.get_ref().local_addr()
+    }
+
+    /// Sets `TCP_NODELAY`.
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.io.get_ref().set_nodelay(on)
+    }
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("peer", &self.peer_addr().ok())
+            .finish()
+    }
+}
+
+#[cfg(feature = "futures-io")]
+mod futures_impls {
+    use std::io::{self, Read, Write};
+    use std::net::Shutdown;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::TcpStream;
+
+    impl futures_io::AsyncRead for TcpStream {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            self.io.poll_read_with(cx, |s| (&*s).read(buf))
+        }
+    }
+
+    impl futures_io::AsyncWrite for TcpStream {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.io.poll_write_with(cx, |s| (&*s).write(buf))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(())) // nothing is buffered above the socket
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(self.shutdown(Shutdown::Write))
+        }
+    }
+}

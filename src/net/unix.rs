@@ -1,0 +1,176 @@
+//! Async Unix-socket streams for tasks: `UnixListener` and `UnixStream`.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::path::{Path, PathBuf};
+
+use super::connect::connect_unix;
+use super::poll_io::PollIo;
+use super::server::remove_stale_socket;
+
+/// A Unix listening socket for tasks. A stale socket file at the path is removed
+/// when binding; the file is removed again when the listener is dropped.
+pub struct UnixListener {
+    io: PollIo<mio::net::UnixListener>,
+    path: PathBuf,
+}
+
+impl UnixListener {
+    /// Binds to `path`.
+    ///
+    /// # Panics
+    /// Outside a running loop.
+    pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixListener> {
+        let path = path.as_ref().to_path_buf();
+        remove_stale_socket(&path);
+        let l = mio::net::UnixListener::bind(&path)?;
+        Ok(UnixListener {
+            io: PollIo::new(l)?,
+            path,
+        })
+    }
+
+    /// Waits for a connection.
+    pub async fn accept(&self) -> io::Result<UnixStream> {
+        let (s, _) = poll_fn(|cx| self.io.poll_read_with(cx, |l| l.accept())).await?;
+        Ok(UnixStream {
+            io: PollIo::new(s)?,
+        })
+    }
+
+    /// The path it listens on.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for UnixListener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl fmt::Debug for UnixListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnixListener")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// A Unix-socket connection for tasks; the same API as
+/// [`TcpStream`](super::TcpStream).
+pub struct UnixStream {
+    io: PollIo<mio::net::UnixStream>,
+}
+
+impl UnixStream {
+    /// Connects to the socket at `path`.
+    ///
+    /// # Panics
+    /// Outside a running loop.
+    pub async fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
+        Ok(UnixStream {
+            io: connect_unix(path.as_ref()).await?,
+        })
+    }
+
+    /// A connected pair.
+    ///
+    /// # Panics
+    /// Outside a running loop.
+    pub fn pair() -> io::Result<(UnixStream, UnixStream)> {
+        let (a, b) = mio::net::UnixStream::pair()?;
+        Ok((
+            UnixStream {
+                io: PollIo::new(a)?,
+            },
+            UnixStream {
+                io: PollIo::new(b)?,
+            },
+        ))
+    }
+
+    /// Reads what is available (waiting for at least one byte); `Ok(0)` at EOF.
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        poll_fn(|cx| self.io.poll_read_with(cx, |s| (&*s).read(buf))).await
+    }
+
+    /// Reads exactly `buf.len()` bytes.
+    pub async fn read_exact(&self, mut buf: &mut [u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read(buf).await? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => buf = &mut buf[n..],
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes some of `buf`.
+    pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        poll_fn(|cx| self.io.poll_write_with(cx, |s| (&*s).write(buf))).await
+    }
+
+    /// Writes all of `buf`.
+    pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.write(buf).await? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => buf = &buf[n..],
+            }
+        }
+        Ok(())
+    }
+
+    /// Shuts down a half or both.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.io.get_ref().shutdown(how)
+    }
+}
+
+impl fmt::Debug for UnixStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnixStream").finish()
+    }
+}
+
+#[cfg(feature = "futures-io")]
+mod futures_impls {
+    use std::io::{self, Read, Write};
+    use std::net::Shutdown;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::UnixStream;
+
+    impl futures_io::AsyncRead for UnixStream {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            self.io.poll_read_with(cx, |s| (&*s).read(buf))
+        }
+    }
+
+    impl futures_io::AsyncWrite for UnixStream {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.io.poll_write_with(cx, |s| (&*s).write(buf))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(self.shutdown(Shutdown::Write))
+        }
+    }
+}
