@@ -87,7 +87,12 @@ pub use time::{
     timeout_at, yield_now,
 };
 pub use remote::Remote;
+pub use net::{
+    DatagramProtocol, DatagramTransport, Protocol, Server, ServerOptions, TcpListener, TcpStream,
+    Transport, UdpSocket, UnixListener, UnixStream,
+};
 pub use stats::Stats;
+pub use sync::{Event, Lock, LockGuard, Queue, QueueEmpty, QueueFull, Semaphore, SemaphorePermit};
 
 /// Runs an `async fn` test on a fresh loop; see [`mod@test`].
 pub use evloop_macros::test;

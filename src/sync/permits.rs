@@ -1,0 +1,221 @@
+//! Counted permits handed over in FIFO order: the engine of [`Lock`](super::Lock)
+//! (one permit), [`Semaphore`](super::Semaphore) (n permits) and
+//! [`Queue`](super::Queue) (a permit per item and one per free slot).
+//!
+//! A released permit goes straight to the oldest queued waiter, which is notified
+//! and owns it from then on, before anyone else can see it; only with no one
+//! queued is it counted as available. So a newcomer never barges ahead of a queued
+//! waiter, and a woken waiter never finds its permit gone. A waiter that is dropped
+//! after being handed a permit releases it again, to the next waiter in line.
+
+use std::task::{Poll, Waker};
+
+use super::waiters::{WaitQueue, Wakeups};
+
+/// A count of free permits and the FIFO of waiters for them.
+pub(crate) struct Permits {
+    /// Permits no one holds and no waiter has been handed.
+    ///
+    /// Invariant: `available > 0` implies no waiter is queued: a permit released
+    /// while someone is queued goes to the oldest of them instead of being counted.
+    available: usize,
+    /// Waiters for a permit. Invariant: each *notified* entry owns exactly one
+    /// permit, handed to it by [`release`](Permits::release); it takes the permit by
+    /// removing its entry (through [`Ticket::poll`]) or gives it back by being
+    /// cancelled (through [`Ticket::cancel`]).
+    waiters: WaitQueue,
+}
+
+impl Permits {
+    /// `available` free permits and no waiters.
+    pub(crate) fn new(available: usize) -> Permits {
+        Permits {
+            available,
+            waiters: WaitQueue::default(),
+        }
+    }
+
+    /// Permits free for a newcomer right now.
+    pub(crate) fn available(&self) -> usize {
+        self.available
+    }
+
+    /// How many waiters are queued (not yet handed a permit).
+    pub(crate) fn queued(&self) -> usize {
+        self.waiters.queued()
+    }
+
+    /// Takes a free permit if there is one (which, by the invariant on `available`,
+    /// means no one is queued, so this is never barging).
+    pub(crate) fn try_acquire(&mut self) -> bool {
+        if self.available > 0 {
+            self.available -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Gives back `n` permits: each goes to the oldest queued waiter, the rest to
+    /// `available`.
+    ///
+    /// # Panics
+    /// If `available` would overflow `usize`.
+    pub(crate) fn release(&mut self, n: usize, wakeups: &mut Wakeups) {
+        let mut left = n;
+        while left > 0 && self.waiters.notify_one(wakeups) {
+            left -= 1;
+        }
+        self.available = self
+            .available
+            .checked_add(left)
+            .expect("permit count overflows usize");
+    }
+}
+
+/// One waiter's place in a [`Permits`] queue: what a future that acquires a
+/// permit keeps between polls.
+#[derive(Debug, Default)]
+pub(crate) enum Ticket {
+    /// Not polled yet, or polled and not queued.
+    #[default]
+    Idle,
+    /// Queued (or notified) under this key in `Permits::waiters`.
+    Waiting(usize),
+    /// The permit was taken; the future has completed.
+    Done,
+}
+
+impl Ticket {
+    /// Polls for one permit. `Ready` means the caller now owns a permit.
+    ///
+    /// # Panics
+    /// If polled again after returning `Ready`, naming `what` was polled.
+    pub(crate) fn poll(
+        &mut self,
+        permits: &mut Permits,
+        waker: &Waker,
+        wakeups: &mut Wakeups,
+        what: &str,
+    ) -> Poll<()> {
+        match *self {
+            Ticket::Idle => {
+                if permits.try_acquire() {
+                    *self = Ticket::Done;
+                    return Poll::Ready(());
+                }
+                *self = Ticket::Waiting(permits.waiters.push(waker));
+                Poll::Pending
+            }
+            Ticket::Waiting(key) => {
+                if permits.waiters.is_notified(key) {
+                    permits.waiters.remove(key, wakeups);
+                    *self = Ticket::Done;
+                    Poll::Ready(())
+                } else {
+                    permits.waiters.register(key, waker, wakeups);
+                    Poll::Pending
+                }
+            }
+            Ticket::Done => panic!("`{what}` polled after completion"),
+        }
+    }
+
+    /// Leaves the queue (the waiting future is being dropped). A permit the waiter
+    /// had already been handed goes on to the next waiter: a cancelled waiter never
+    /// swallows a wake-up.
+    pub(crate) fn cancel(&mut self, permits: &mut Permits, wakeups: &mut Wakeups) {
+        if let Ticket::Waiting(key) = *self {
+            *self = Ticket::Idle;
+            if permits.waiters.remove(key, wakeups) {
+                permits.release(1, wakeups);
+            }
+        }
+    }
+
+    /// Whether the ticket is queued (or notified) and must be cancelled on drop.
+    pub(crate) fn is_waiting(&self) -> bool {
+        matches!(self, Ticket::Waiting(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Waker;
+
+    use super::*;
+
+    fn poll(t: &mut Ticket, p: &mut Permits) -> Poll<()> {
+        let mut w = Wakeups::default();
+        t.poll(p, Waker::noop(), &mut w, "test")
+    }
+
+    #[test]
+    fn free_permits_are_taken_at_once() {
+        let mut p = Permits::new(2);
+        let (mut a, mut b, mut c) = (Ticket::Idle, Ticket::Idle, Ticket::Idle);
+        assert!(poll(&mut a, &mut p).is_ready());
+        assert!(poll(&mut b, &mut p).is_ready());
+        assert!(poll(&mut c, &mut p).is_pending());
+        assert_eq!((p.available(), p.queued()), (0, 1));
+    }
+
+    #[test]
+    fn release_hands_over_in_fifo_order() {
+        let mut p = Permits::new(0);
+        let mut t: Vec<Ticket> = (0..3).map(|_| Ticket::Idle).collect();
+        for t in &mut t {
+            assert!(poll(t, &mut p).is_pending());
+        }
+        p.release(2, &mut Wakeups::default());
+        assert_eq!((p.available(), p.queued()), (0, 1));
+        // A newcomer finds nothing free: the two permits belong to t[0] and t[1].
+        assert!(!p.try_acquire());
+        assert!(poll(&mut t[1], &mut p).is_ready());
+        assert!(poll(&mut t[0], &mut p).is_ready());
+        assert!(poll(&mut t[2], &mut p).is_pending());
+    }
+
+    #[test]
+    fn cancelled_notified_waiter_passes_its_permit_on() {
+        let mut p = Permits::new(0);
+        let (mut a, mut b) = (Ticket::Idle, Ticket::Idle);
+        assert!(poll(&mut a, &mut p).is_pending());
+        assert!(poll(&mut b, &mut p).is_pending());
+        p.release(1, &mut Wakeups::default());
+        a.cancel(&mut p, &mut Wakeups::default());
+        assert!(poll(&mut b, &mut p).is_ready());
+        assert_eq!(p.available(), 0);
+    }
+
+    #[test]
+    fn cancelled_notified_waiter_with_no_successor_frees_its_permit() {
+        let mut p = Permits::new(0);
+        let mut a = Ticket::Idle;
+        assert!(poll(&mut a, &mut p).is_pending());
+        p.release(1, &mut Wakeups::default());
+        a.cancel(&mut p, &mut Wakeups::default());
+        assert_eq!(p.available(), 1);
+    }
+
+    #[test]
+    fn cancelled_queued_waiter_takes_nothing() {
+        let mut p = Permits::new(0);
+        let (mut a, mut b) = (Ticket::Idle, Ticket::Idle);
+        assert!(poll(&mut a, &mut p).is_pending());
+        assert!(poll(&mut b, &mut p).is_pending());
+        a.cancel(&mut p, &mut Wakeups::default());
+        assert_eq!((p.available(), p.queued()), (0, 1));
+        p.release(1, &mut Wakeups::default());
+        assert!(poll(&mut b, &mut p).is_ready());
+    }
+
+    #[test]
+    #[should_panic(expected = "`test` polled after completion")]
+    fn polling_after_completion_panics() {
+        let mut p = Permits::new(1);
+        let mut a = Ticket::Idle;
+        assert!(poll(&mut a, &mut p).is_ready());
+        let _ = poll(&mut a, &mut p);
+    }
+}
