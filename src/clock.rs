@@ -49,7 +49,7 @@ enum Kind {
 
 struct Manual {
     epoch: Instant,
-    /// Virtual nanoseconds since `epoch`; only ever grows.
+    /// Virtual time in timer-store nanoseconds (see [`EPOCH_OFFSET`]); only grows.
     now_ns: AtomicU64,
     auto_advance: AtomicBool,
     /// The loops that use this clock, woken when it is advanced.
@@ -73,7 +73,7 @@ impl Clock {
         Clock {
             kind: Kind::Manual(Arc::new(Manual {
                 epoch: Instant::now(),
-                now_ns: AtomicU64::new(0),
+                now_ns: AtomicU64::new(EPOCH_OFFSET),
                 auto_advance: AtomicBool::new(true),
                 loops: Mutex::new(Vec::new()),
             })),
@@ -127,22 +127,35 @@ impl Clock {
         }
     }
 
-    /// Nanoseconds since this clock's epoch: the unit of the timer store.
+    /// The current time in timer-store nanoseconds: [`EPOCH_OFFSET`] plus the time
+    /// since this clock's epoch.
     pub(crate) fn now_ns(&self) -> u64 {
         match &self.kind {
-            Kind::System { epoch } => nanos(epoch.elapsed()),
+            Kind::System { epoch } => EPOCH_OFFSET.saturating_add(nanos(epoch.elapsed())),
             Kind::Manual(m) => m.now_ns.load(Ordering::SeqCst),
         }
     }
 
-    /// The instant `ns` nanoseconds after the epoch.
+    /// The instant of timer-store time `ns`.
     pub(crate) fn instant_at(&self, ns: u64) -> Instant {
-        self.epoch() + Duration::from_nanos(ns)
+        let epoch = self.epoch();
+        if ns >= EPOCH_OFFSET {
+            epoch + Duration::from_nanos(ns - EPOCH_OFFSET)
+        } else {
+            epoch
+                .checked_sub(Duration::from_nanos(EPOCH_OFFSET - ns))
+                .unwrap_or(epoch)
+        }
     }
 
-    /// The timer-store time of `when` (instants before the epoch count as the epoch).
+    /// The timer-store time of `when`. Instants before the epoch keep their order
+    /// (down to 146 years back; earlier ones count as that).
     pub(crate) fn ns_of(&self, when: Instant) -> u64 {
-        nanos(when.saturating_duration_since(self.epoch()))
+        let epoch = self.epoch();
+        match when.checked_duration_since(epoch) {
+            Some(after) => EPOCH_OFFSET.saturating_add(nanos(after)),
+            None => EPOCH_OFFSET.saturating_sub(nanos(epoch - when)),
+        }
     }
 
     fn epoch(&self) -> Instant {
@@ -201,11 +214,16 @@ impl fmt::Debug for Clock {
             Kind::Manual(m) => write!(
                 f,
                 "Clock::manual(+{:?})",
-                Duration::from_nanos(m.now_ns.load(Ordering::SeqCst))
+                Duration::from_nanos(m.now_ns.load(Ordering::SeqCst) - EPOCH_OFFSET)
             ),
         }
     }
 }
+
+/// Timer-store times are `u64` nanoseconds, with the clock's epoch (its creation)
+/// at this offset, so that instants before the epoch (a `call_at` with a deadline in
+/// the past) keep their order: 2^62 ns, about 146 years back, and 438 years ahead.
+pub(crate) const EPOCH_OFFSET: u64 = 1 << 62;
 
 /// A duration in whole nanoseconds, saturating (u64 nanoseconds last 584 years).
 pub(crate) fn nanos(d: Duration) -> u64 {

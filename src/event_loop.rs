@@ -88,6 +88,9 @@ pub(crate) struct Inner {
     running: Cell<bool>,
     stopping: Cell<bool>,
     closed: Cell<bool>,
+    /// `close()` is dropping what was pending: scheduling calls made from those drops
+    /// are dropped too, instead of panicking.
+    dropping: Cell<bool>,
     /// Iterations since the OS was last polled.
     unpolled: Cell<u32>,
     /// Work in flight outside the loop that will wake it (executor jobs): a manual
@@ -192,7 +195,10 @@ impl LoopBuilder {
     /// # Panics
     /// If `n` is zero.
     pub fn executor_threads(mut self, n: usize) -> Self {
-        assert!(n > 0, "LoopBuilder::executor_threads needs at least one thread");
+        assert!(
+            n > 0,
+            "LoopBuilder::executor_threads needs at least one thread"
+        );
         self.executor_threads = Some(n);
         self
     }
@@ -212,6 +218,7 @@ impl LoopBuilder {
             running: Cell::new(false),
             stopping: Cell::new(false),
             closed: Cell::new(false),
+            dropping: Cell::new(false),
             unpolled: Cell::new(0),
             external: Cell::new(0),
             last_poll: Cell::new(None),
@@ -238,6 +245,15 @@ impl Default for LoopBuilder {
             clock: Clock::system(),
             executor_threads: None,
         }
+    }
+}
+
+/// Clears a flag when dropped, even by a panic.
+struct ResetOnDrop<'a>(&'a Cell<bool>);
+
+impl Drop for ResetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
     }
 }
 
@@ -298,7 +314,9 @@ impl Loop {
     #[track_caller]
     pub fn call_soon(&self, f: impl FnOnce(&Loop) + 'static) -> Handle {
         let location = Location::caller();
-        self.check_open("call_soon");
+        if self.closing_drops("call_soon") {
+            return Handle::new(Weak::new(), Target::Call { key: 0, id: 0 }).cancelled();
+        }
         let (key, id, was_empty) = {
             let mut ready = self.inner.ready.borrow_mut();
             let was_empty = ready.is_empty();
@@ -323,9 +341,12 @@ impl Loop {
     #[track_caller]
     pub fn call_later(&self, delay: Duration, f: impl FnOnce(&Loop) + 'static) -> TimerHandle {
         let location = Location::caller();
-        self.check_open("call_later");
         let when = self.inner.clock.now_ns().saturating_add(nanos(delay));
         let instant = self.inner.clock.instant_at(when);
+        if self.closing_drops("call_later") {
+            let h = Handle::new(Weak::new(), Target::Call { key: 0, id: 0 }).cancelled();
+            return TimerHandle::new(h, instant);
+        }
         self.schedule_timer(when, instant, Box::new(f), location)
     }
 
@@ -337,7 +358,10 @@ impl Loop {
     #[track_caller]
     pub fn call_at(&self, when: Instant, f: impl FnOnce(&Loop) + 'static) -> TimerHandle {
         let location = Location::caller();
-        self.check_open("call_at");
+        if self.closing_drops("call_at") {
+            let h = Handle::new(Weak::new(), Target::Call { key: 0, id: 0 }).cancelled();
+            return TimerHandle::new(h, when);
+        }
         let ns = self.inner.clock.ns_of(when);
         self.schedule_timer(ns, when, Box::new(f), location)
     }
@@ -369,7 +393,9 @@ impl Loop {
     }
 
     /// Calls `f` whenever `fd` is readable, level-triggered: as long as data is left
-    /// unread, `f` is called again on the next iteration.
+    /// unread, `f` is called again on the next iteration that polls the OS. An idle
+    /// loop polls on every iteration; while a chain of callbacks keeps it busy, at
+    /// least every 32nd iteration polls, so a ready fd waits at most 32 iterations.
     ///
     /// One reader per fd: adding again replaces the previous reader, whose closure is
     /// dropped at once and whose handle counts as cancelled. The loop never closes `fd`.
@@ -512,7 +538,9 @@ impl Loop {
         inner.stopping.set(false);
         inner.shared.set_closed();
         // Take everything out first, then drop it with no borrow held: a closure's
-        // `Drop` may call back into the loop.
+        // `Drop` may call back into the loop (and what it schedules is dropped too).
+        inner.dropping.set(true);
+        let _reset = ResetOnDrop(&inner.dropping);
         let rx = inner.rx.borrow_mut().take();
         let mut pending: Vec<Queued> = Vec::new();
         if let Some(rx) = rx {
@@ -731,11 +759,25 @@ impl Loop {
         self.inner.close_hooks.borrow_mut().push(Box::new(hook));
     }
 
+    /// For scheduling calls: true if the loop is in the middle of `close()` dropping
+    /// what was pending (a closure's `Drop` scheduling more work: that work is
+    /// dropped too, the returned handle cancelled). Panics on a closed loop otherwise.
+    #[track_caller]
+    fn closing_drops(&self, what: &str) -> bool {
+        if self.inner.dropping.get() {
+            return true;
+        }
+        self.check_open(what);
+        false
+    }
+
     /// Panics with a clear message if the loop is closed.
     #[track_caller]
     pub(crate) fn check_open(&self, what: &str) {
         if self.inner.closed.get() {
-            panic!("Loop::{what} called on a closed loop: a closed loop runs nothing more; create a new Loop");
+            panic!(
+                "Loop::{what} called on a closed loop: a closed loop runs nothing more; create a new Loop"
+            );
         }
     }
 
@@ -836,6 +878,10 @@ impl Loop {
     /// How long to wait for the next timer; `None` when there is none.
     fn timer_timeout(&self) -> Option<Duration> {
         let deadline = self.next_deadline()?;
+        let now = self.inner.clock.now_ns();
+        if deadline <= now {
+            return Some(Duration::ZERO);
+        }
         if self.inner.clock.auto_advances() {
             if self.inner.external.get() > 0 {
                 return None; // wait for the outside work; virtual time stands still
@@ -845,8 +891,7 @@ impl Loop {
         if self.inner.clock.is_manual() {
             return None; // only `Clock::advance` moves time, and it wakes us
         }
-        let now = self.inner.clock.now_ns();
-        Some(Duration::from_nanos(deadline.saturating_sub(now)))
+        Some(Duration::from_nanos(deadline - now))
     }
 
     /// Points the timerfd at the next deadline (system clock only) so that a due
@@ -897,7 +942,10 @@ impl Loop {
             }
             let before = Instant::now();
             if let Some(last) = inner.last_poll.get() {
-                inner.stats.time_busy.set(inner.stats.time_busy.get() + (before - last));
+                inner
+                    .stats
+                    .time_busy
+                    .set(inner.stats.time_busy.get() + (before - last));
             }
             let outcome = {
                 let mut io = inner.io.borrow_mut();
@@ -910,9 +958,13 @@ impl Loop {
             let stats = &inner.stats;
             add(&stats.polls, 1);
             if blocking {
-                stats.time_blocked.set(stats.time_blocked.get() + (after - before));
+                stats
+                    .time_blocked
+                    .set(stats.time_blocked.get() + (after - before));
             } else {
-                stats.time_busy.set(stats.time_busy.get() + (after - before));
+                stats
+                    .time_busy
+                    .set(stats.time_busy.get() + (after - before));
             }
             let outcome = outcome?;
             if outcome.woken {
@@ -996,7 +1048,11 @@ impl Loop {
                 if let Some((mut callback, location)) = taken {
                     let what = if write { "writer" } else { "reader" };
                     self.invoke(what, location, || callback(self));
-                    let rejected = self.inner.io.borrow_mut().put_back(key, id, write, callback);
+                    let rejected = self
+                        .inner
+                        .io
+                        .borrow_mut()
+                        .put_back(key, id, write, callback);
                     drop(rejected);
                 }
             }
@@ -1086,4 +1142,3 @@ impl fmt::Debug for Loop {
             .finish()
     }
 }
-

@@ -57,7 +57,10 @@ impl Pool {
 
     fn submit(&self, job: Job) {
         let mut st = self.state.borrow_mut();
-        let tx = st.tx.as_ref().expect("the executor of an open loop is running");
+        let tx = st
+            .tx
+            .as_ref()
+            .expect("the executor of an open loop is running");
         if tx.send(job).is_err() {
             unreachable!("the pool holds a receiver while it runs");
         }
@@ -176,7 +179,8 @@ impl Loop {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Task<T> {
         self.check_open("run_in_executor");
-        let pool = self.extension(|| Pool::new(self.executor_threads().unwrap_or_else(default_threads)));
+        let pool =
+            self.extension(|| Pool::new(self.executor_threads().unwrap_or_else(default_threads)));
         if !pool.close_hooked.replace(true) {
             let p = pool.clone();
             self.on_close(move || p.shutdown());

@@ -61,6 +61,12 @@ impl Handle {
         }
     }
 
+    /// A handle that reports cancelled (for work refused while the loop closes).
+    pub(crate) fn cancelled(self) -> Handle {
+        self.cancelled.set(true);
+        self
+    }
+
     /// Cancels the callback (or removes the reader/writer) if it is still pending.
     pub fn cancel(&self) {
         if self.cancelled.replace(true) {

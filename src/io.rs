@@ -58,7 +58,11 @@ struct Reg {
 
 impl Reg {
     fn slot(&mut self, write: bool) -> &mut Option<Watcher> {
-        if write { &mut self.writer } else { &mut self.reader }
+        if write {
+            &mut self.writer
+        } else {
+            &mut self.reader
+        }
     }
 
     fn events(&self) -> u32 {
@@ -143,15 +147,16 @@ impl Io {
     }
 
     /// Registers `callback` as the reader (`write == false`) or writer of `fd`,
-    /// replacing any previous one, which is returned to be dropped by the caller.
-    /// On error nothing changes.
+    /// replacing any previous one. The callbacks it displaced (the replaced one, and
+    /// one of a dead registration) are returned to be dropped by the caller. On
+    /// error nothing changes.
     pub(crate) fn add(
         &mut self,
         fd: RawFd,
         write: bool,
         callback: IoCallback,
         location: &'static Location<'static>,
-    ) -> io::Result<(u32, u64, Option<IoCallback>)> {
+    ) -> io::Result<(u32, u64, [Option<IoCallback>; 2])> {
         if fd < 0 {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
@@ -168,19 +173,25 @@ impl Io {
         if let Some(&key) = self.by_fd.get(&fd) {
             let reg = &mut self.regs[key as usize];
             let mut ev = reg.events();
-            ev |= if write { libc::EPOLLOUT } else { libc::EPOLLIN } as u32;
+            let this = if write { libc::EPOLLOUT } else { libc::EPOLLIN } as u32;
+            ev |= this;
             let token = (u64::from(generation) << 32) | u64::from(key);
             // The fd may have been closed (and its number reused) since it was
-            // registered: the kernel then forgot it, and MOD says ENOENT.
+            // registered: the kernel then forgot it, and MOD says ENOENT. The other
+            // direction's watcher belonged to the old file: it goes, so that it never
+            // hears the new file's events.
+            let mut stale = None;
             match epoll_ctl(epfd, libc::EPOLL_CTL_MOD, fd, ev, token) {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, ev, token)?
+                    epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, this, token)?;
+                    stale = reg.slot(!write).take();
                 }
                 r => r?,
             }
             reg.generation = generation;
             let old = reg.slot(write).replace(watcher);
-            Ok((key, id, old.and_then(|w| w.callback)))
+            let dropped = [old, stale].map(|w| w.and_then(|w| w.callback));
+            Ok((key, id, dropped))
         } else {
             let entry = self.regs.vacant_entry();
             let key = key_u32(entry.key());
@@ -202,7 +213,7 @@ impl Io {
             }
             entry.insert(reg);
             self.by_fd.insert(fd, key);
-            Ok((key, id, None))
+            Ok((key, id, [None, None]))
         }
     }
 
@@ -218,12 +229,7 @@ impl Io {
         self.remove_key(key, write, Some(id))
     }
 
-    fn remove_key(
-        &mut self,
-        key: u32,
-        write: bool,
-        id: Option<u64>,
-    ) -> Option<Option<IoCallback>> {
+    fn remove_key(&mut self, key: u32, write: bool, id: Option<u64>) -> Option<Option<IoCallback>> {
         let epfd = self.poll.as_raw_fd();
         let reg = self.regs.get_mut(key as usize)?;
         let slot = reg.slot(write);
@@ -318,8 +324,7 @@ impl Io {
             let generation = (raw >> 32) as u32;
             if key & SOURCE_BIT != 0 {
                 let key = key & !SOURCE_BIT;
-                if matches!(self.sources.get(key as usize), Some(s) if s.generation == generation)
-                {
+                if matches!(self.sources.get(key as usize), Some(s) if s.generation == generation) {
                     ready.push(Entry::Source {
                         key,
                         generation,

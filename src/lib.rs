@@ -61,38 +61,38 @@ mod errors;
 mod event_loop;
 mod executor;
 mod handle;
-mod promise;
-mod task;
-pub mod test;
-mod task_group;
-mod time;
 mod io;
 pub mod net;
+mod promise;
 mod ready;
 mod remote;
 mod source;
 mod stats;
 pub mod sync;
+mod task;
+mod task_group;
+pub mod test;
+mod time;
 mod timers;
 
 pub use clock::Clock;
 pub use errors::{Cancelled, Error, ErrorContext, InvalidState};
 pub use event_loop::{Loop, LoopBuilder};
 pub use handle::{Handle, RemoteHandle, TimerHandle};
+pub use net::{
+    DatagramProtocol, DatagramTransport, Protocol, Server, ServerOptions, TcpListener, TcpStream,
+    Transport, UdpSocket, UnixListener, UnixStream,
+};
 pub use promise::{CallbackId, Promise};
+pub use remote::Remote;
+pub use stats::Stats;
+pub use sync::{Event, Lock, LockGuard, Queue, QueueEmpty, QueueFull, Semaphore, SemaphorePermit};
 pub use task::{RemoteTask, Task, TaskError, spawn};
 pub use task_group::{TaskGroup, Wait};
 pub use time::{
     Interval, Sleep, Timeout, TimeoutError, YieldNow, interval, sleep, sleep_until, timeout,
     timeout_at, yield_now,
 };
-pub use remote::Remote;
-pub use net::{
-    DatagramProtocol, DatagramTransport, Protocol, Server, ServerOptions, TcpListener, TcpStream,
-    Transport, UdpSocket, UnixListener, UnixStream,
-};
-pub use stats::Stats;
-pub use sync::{Event, Lock, LockGuard, Queue, QueueEmpty, QueueFull, Semaphore, SemaphorePermit};
 
 /// Runs an `async fn` test on a fresh loop; see [`mod@test`].
 pub use evloop_macros::test;

@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering, fence};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
+use crate::Loop;
 use crate::errors::Error;
 use crate::event_loop::local_loop;
 use crate::handle::RemoteHandle;
 use crate::ready::Entry;
-use crate::Loop;
 
 /// Work sent to the loop from any thread.
 pub(crate) trait RemoteCall: Send + Sync {

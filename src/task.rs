@@ -13,8 +13,8 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind, resume_unwind};
 use std::pin::{Pin, pin};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -199,7 +199,12 @@ impl<T: 'static> TaskCell<T> {
         lp.call_soon(move |lp| {
             let cell = &guard.0;
             let result = cell.result.borrow();
-            f(lp, result.as_ref().expect("done-callbacks run before the result is taken"));
+            f(
+                lp,
+                result
+                    .as_ref()
+                    .expect("done-callbacks run before the result is taken"),
+            );
         });
     }
 
@@ -805,7 +810,10 @@ impl<T> Future for RemoteTask<T> {
         if let Some(r) = slot.result.take() {
             return Poll::Ready(r);
         }
-        assert!(!slot.finished, "RemoteTask polled again after it returned its output");
+        assert!(
+            !slot.finished,
+            "RemoteTask polled again after it returned its output"
+        );
         slot.waker = Some(cx.waker().clone());
         Poll::Pending
     }

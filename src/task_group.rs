@@ -55,7 +55,12 @@ struct Group {
 
 impl Group {
     fn cancel_all(&self) {
-        let children: Vec<_> = self.children.borrow().iter().map(|(_, c)| c.clone()).collect();
+        let children: Vec<_> = self
+            .children
+            .borrow()
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect();
         for c in children {
             c.cancel();
         }

@@ -238,7 +238,10 @@ impl<F> fmt::Debug for Timeout<F> {
 /// }).unwrap();
 /// ```
 pub fn interval(period: Duration) -> Interval {
-    assert!(!period.is_zero(), "evloop::interval needs a non-zero period");
+    assert!(
+        !period.is_zero(),
+        "evloop::interval needs a non-zero period"
+    );
     Interval { period, next: None }
 }
 

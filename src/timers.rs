@@ -84,7 +84,10 @@ impl Timers {
     }
 
     /// The deadline of the earliest live timer, dropping stale entries from the top.
-    pub(crate) fn next_deadline(&mut self, mut is_live: impl FnMut(u32, u64) -> bool) -> Option<u64> {
+    pub(crate) fn next_deadline(
+        &mut self,
+        mut is_live: impl FnMut(u32, u64) -> bool,
+    ) -> Option<u64> {
         while let Some(top) = self.heap.peek() {
             if is_live(top.key, top.id) {
                 return Some(top.when);
@@ -170,7 +173,11 @@ mod tests {
                 live.insert(id); // keep a few alive for good measure
                 t.push(5, id, 0);
             }
-            assert!(t.len() <= 2 * COMPACT_MIN + 4 * live.len(), "heap grew to {}", t.len());
+            assert!(
+                t.len() <= 2 * COMPACT_MIN + 4 * live.len(),
+                "heap grew to {}",
+                t.len()
+            );
         }
     }
 }

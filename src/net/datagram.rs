@@ -101,7 +101,10 @@ impl DgramInner {
                 None => return,
             };
             match r {
-                Ok((n, addr)) => self.protocol.borrow_mut().datagram_received(&buf[..n], addr),
+                Ok((n, addr)) => self
+                    .protocol
+                    .borrow_mut()
+                    .datagram_received(&buf[..n], addr),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => self.report(e),

@@ -84,11 +84,8 @@ impl<S: Source> PollIo<S> {
         let state = Rc::new(State::default());
         state.read.ready.set(true);
         state.write.ready.set(true);
-        let id = lp.register_source(
-            sock,
-            Interest::READABLE | Interest::WRITABLE,
-            state.clone(),
-        )?;
+        let id =
+            lp.register_source(sock, Interest::READABLE | Interest::WRITABLE, state.clone())?;
         Ok((id, state))
     }
 

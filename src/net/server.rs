@@ -113,7 +113,9 @@ struct Acceptor {
 
 impl Acceptor {
     fn accept_some(&self, lp: &Loop) {
-        let Some(server) = self.server.upgrade() else { return };
+        let Some(server) = self.server.upgrade() else {
+            return;
+        };
         for _ in 0..READ_BUDGET * 4 {
             if server.closed.get() || self.backing_off.get() {
                 return;
@@ -230,11 +232,7 @@ impl ServerInner {
         }
     }
 
-    fn start(
-        self: &Rc<Self>,
-        lp: &Loop,
-        socks: Vec<ListenSock>,
-    ) -> io::Result<()> {
+    fn start(self: &Rc<Self>, lp: &Loop, socks: Vec<ListenSock>) -> io::Result<()> {
         for sock in socks {
             let acceptor = Rc::new_cyclic(|me| Acceptor {
                 me: me.clone(),
@@ -246,7 +244,9 @@ impl ServerInner {
             let id = {
                 let mut s = acceptor.sock.borrow_mut();
                 match s.as_mut().expect("just stored") {
-                    ListenSock::Tcp(l) => lp.register_source(l, Interest::READABLE, acceptor.clone())?,
+                    ListenSock::Tcp(l) => {
+                        lp.register_source(l, Interest::READABLE, acceptor.clone())?
+                    }
                     ListenSock::Unix(l) => {
                         lp.register_source(l, Interest::READABLE, acceptor.clone())?
                     }
@@ -359,7 +359,10 @@ fn make_factory<P: Protocol + 'static>(mut factory: impl FnMut() -> P + 'static)
 }
 
 /// A listening TCP socket, non-blocking.
-pub(crate) fn bind_tcp(addr: SocketAddr, opts: &ServerOptions) -> io::Result<mio::net::TcpListener> {
+pub(crate) fn bind_tcp(
+    addr: SocketAddr,
+    opts: &ServerOptions,
+) -> io::Result<mio::net::TcpListener> {
     let domain = socket2::Domain::for_address(addr);
     let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     if opts.reuse_address {

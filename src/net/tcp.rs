@@ -46,7 +46,11 @@ impl TcpListener {
         let mut last = None;
         for a in addrs {
             match bind_tcp(a, &opts) {
-                Ok(l) => return Ok(TcpListener { io: PollIo::new(l)? }),
+                Ok(l) => {
+                    return Ok(TcpListener {
+                        io: PollIo::new(l)?,
+                    });
+                }
                 Err(e) => last = Some(e),
             }
         }
@@ -68,7 +72,12 @@ impl TcpListener {
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let (s, addr) = poll_fn(|cx| self.io.poll_read_with(cx, |l| l.accept())).await?;
         let _ = s.set_nodelay(true);
-        Ok((TcpStream { io: PollIo::new(s)? }, addr))
+        Ok((
+            TcpStream {
+                io: PollIo::new(s)?,
+            },
+            addr,
+        ))
     }
 
     /// The address it listens on.

@@ -472,7 +472,11 @@ impl Transport {
     ///
     /// # Errors
     /// `InvalidInput` if `low > high`.
-    pub fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> io::Result<()> {
+    pub fn set_write_buffer_limits(
+        &self,
+        high: Option<usize>,
+        low: Option<usize>,
+    ) -> io::Result<()> {
         let high = high.unwrap_or_else(|| low.map_or(DEFAULT_HIGH, |l| l.saturating_mul(4)));
         let low = low.unwrap_or(high / 4);
         if low > high {
