@@ -845,6 +845,10 @@ impl Loop {
     /// Control goes back to the host: make `as_raw_fd` reflect pending work.
     fn leave(&self) {
         let inner = &*self.inner;
+        if let Some(last) = inner.last_poll.take() {
+            let busy = &inner.stats.time_busy;
+            busy.set(busy.get() + last.elapsed());
+        }
         if inner.closed.get() {
             return;
         }
