@@ -29,7 +29,8 @@ impl fmt::Display for Error {
             Error::Closed => f.write_str("the event loop is closed"),
             Error::Stopped => f.write_str("the event loop stopped before the future completed"),
             Error::AlreadyRunning => f.write_str(
-                "an event loop is already running on this thread (run calls do not nest)",
+                "the event loop is running: run calls do not nest, a running loop cannot be \
+                 closed, and a thread runs one loop at a time",
             ),
             Error::Io(e) => write!(f, "event loop I/O error: {e}"),
         }

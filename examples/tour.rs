@@ -1,0 +1,474 @@
+//! A guided tour of evloop's core: every feature in a short, printed section.
+//!
+//! ```text
+//! cargo run --release --example tour
+//! ```
+//!
+//! Each section builds a fresh [`Loop`], schedules a little work, runs it and prints
+//! what happened. The whole tour takes well under a second.
+
+use std::cell::Cell;
+use std::error::Error as StdError;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::panic;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use evloop::{Clock, ErrorContext, Loop};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn StdError>>;
+
+fn main() -> Result {
+    log::set_logger(&LOGGER)?;
+    log::set_max_level(log::LevelFilter::Info);
+
+    let started = Instant::now();
+    println!("evloop tour: a callback event loop in the style of asyncio");
+
+    call_soon_fifo()?;
+    timers()?;
+    cancelling()?;
+    readers_and_writers()?;
+    other_threads()?;
+    remote_stop()?;
+    exception_handler()?;
+    debug_mode()?;
+    manual_clock()?;
+    embedding()?;
+    closing()?;
+
+    println!("\ntour finished in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+fn heading(n: u32, title: &str) {
+    println!("\n== {n}. {title}");
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Prints a line when dropped: shows when the loop lets go of a closure.
+struct Noisy(&'static str);
+
+impl Drop for Noisy {
+    fn drop(&mut self) {
+        println!("  (closure of {} dropped)", self.0);
+    }
+}
+
+/// 1. `call_soon` is a FIFO; work scheduled while running waits for the next iteration.
+fn call_soon_fifo() -> Result {
+    heading(1, "call_soon: a FIFO of callbacks");
+    let lp = Loop::new()?;
+    for name in ["first", "second", "third"] {
+        lp.call_soon(move |_| println!("  call_soon: {name}"));
+    }
+    lp.call_soon(|lp| {
+        println!("  call_soon: fourth, which schedules a fifth for the next iteration");
+        lp.call_soon(|lp| {
+            println!("  call_soon: fifth, which calls stop()");
+            lp.stop();
+        });
+    });
+    lp.run_forever()?;
+    println!("  run_forever() returned after stop()");
+    Ok(())
+}
+
+/// 2. `call_later` / `call_at`, `TimerHandle::when`, equal deadlines in order.
+fn timers() -> Result {
+    heading(2, "call_later and call_at: timers on the loop's clock");
+    let lp = Loop::new()?;
+    let t0 = lp.time();
+    let last = lp.call_later(ms(30), move |lp| {
+        println!("  call_later(30 ms)     ran at +{:.1?}", lp.time() - t0);
+        lp.stop();
+    });
+    lp.call_later(ms(20), move |lp| {
+        println!("  call_later(20 ms)     ran at +{:.1?}", lp.time() - t0);
+    });
+    let at = lp.call_at(t0 + ms(10), move |lp| {
+        println!("  call_at(t0 + 10 ms) A ran at +{:.1?}", lp.time() - t0);
+    });
+    lp.call_at(t0 + ms(10), move |lp| {
+        println!(
+            "  call_at(t0 + 10 ms) B ran at +{:.1?} (same deadline: scheduling order)",
+            lp.time() - t0
+        );
+    });
+    println!(
+        "  TimerHandle::when(): +{:.1?} and +{:.1?}",
+        at.when() - t0,
+        last.when() - t0
+    );
+    lp.run_forever()?;
+    Ok(())
+}
+
+/// 3. Cancelling: the callback never runs and its closure is dropped at once.
+fn cancelling() -> Result {
+    heading(3, "cancelling: Handle and TimerHandle");
+    let lp = Loop::new()?;
+
+    let guard = Noisy("the one-hour timer");
+    let timer = lp.call_later(Duration::from_secs(3600), move |_| {
+        let _keep = &guard;
+        println!("  never printed");
+    });
+    println!("  next_timeout() = {:.1?}", lp.next_timeout());
+
+    println!("  timer.cancel() ...");
+    timer.cancel();
+    println!("  timer.is_cancelled() = {}", timer.is_cancelled());
+    println!(
+        "  next_timeout() = {:?}: a cancelled timer never wakes the loop",
+        lp.next_timeout()
+    );
+
+    let guard = Noisy("the call_soon callback");
+    let handle = lp.call_soon(move |_| {
+        let _keep = &guard;
+        println!("  never printed");
+    });
+    println!("  handle.cancel() ...");
+    handle.cancel();
+    handle.cancel(); // twice is a no-op
+    println!("  handle.is_cancelled() = {}", handle.is_cancelled());
+
+    drop(lp.call_soon(|_| println!("  dropping a Handle does not cancel: this one runs")));
+    lp.stop();
+    lp.run_forever()?;
+    Ok(())
+}
+
+/// 4. Level-triggered readers and writers on a socketpair.
+fn readers_and_writers() -> Result {
+    heading(4, "add_reader / add_writer: level-triggered fd callbacks");
+    let (mut left, mut right) = UnixStream::pair()?;
+    left.set_nonblocking(true)?;
+    right.set_nonblocking(true)?;
+    let lp = Loop::new()?;
+
+    let left_fd = left.as_raw_fd();
+    lp.add_writer(left_fd, move |lp| {
+        left.write_all(b"hey!")
+            .expect("a fresh socketpair has room");
+        println!("  writer: fd {left_fd} is writable; wrote \"hey!\" and removed itself");
+        lp.remove_writer(left_fd);
+        // Returning drops this closure, and `left` with it: removed before closed.
+    })?;
+
+    let right_fd = right.as_raw_fd();
+    let calls = Cell::new(0);
+    lp.add_reader(right_fd, move |lp| {
+        // Read one byte per call: the data left unread makes the reader run again.
+        let mut byte = [0u8; 1];
+        match right.read(&mut byte) {
+            Ok(1) => {
+                calls.set(calls.get() + 1);
+                println!(
+                    "  reader call #{}: read {:?}",
+                    calls.get(),
+                    char::from(byte[0])
+                );
+                if byte[0] == b'!' {
+                    lp.remove_reader(right_fd);
+                    lp.stop();
+                }
+            }
+            Ok(_) => {
+                println!("  reader: end of stream");
+                lp.remove_reader(right_fd);
+                lp.stop();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("read failed: {e}"),
+        }
+    })?;
+    lp.run_forever()?;
+    println!("  four bytes, four reader calls: level-triggered, as asyncio's");
+    Ok(())
+}
+
+thread_local! {
+    /// Loop-thread state for section 5. Threadsafe callbacks must be `Send`, so they
+    /// cannot capture an `Rc`; they reach state that lives on the loop's thread
+    /// through a thread-local instead.
+    static ARRIVED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// 5. Other threads: `Remote::call_soon_threadsafe` and `RemoteHandle::cancel`.
+fn other_threads() -> Result {
+    heading(5, "Remote: work sent from other threads");
+    let lp = Loop::new()?;
+    let remote = lp.remote();
+    let loop_thread = thread::current().id();
+
+    let handle = remote.call_soon_threadsafe(|_| println!("  never printed"))?;
+    let cancelled = thread::spawn(move || {
+        handle.cancel();
+        handle.is_cancelled()
+    })
+    .join()
+    .expect("the cancelling thread");
+    println!("  a RemoteHandle cancelled from another thread: is_cancelled() = {cancelled}");
+
+    let workers: Vec<_> = (1..=3u64)
+        .map(|i| {
+            let remote = remote.clone();
+            thread::spawn(move || {
+                thread::sleep(ms(2 * i));
+                let sum: u64 = (1..=i * 1000).sum();
+                remote
+                    .call_soon_threadsafe(move |lp| {
+                        let on_loop = thread::current().id() == loop_thread;
+                        println!("  worker {i} sent sum(1..={}) = {sum}; runs on the loop thread: {on_loop}", i * 1000);
+                        ARRIVED.with(|n| {
+                            n.set(n.get() + 1);
+                            if n.get() == 3 {
+                                lp.stop();
+                            }
+                        });
+                    })
+                    .expect("the loop is open");
+            })
+        })
+        .collect();
+    lp.run_forever()?;
+    for w in workers {
+        w.join().expect("a worker");
+    }
+    println!("  all three arrived; the loop slept in epoll until each one woke it");
+    Ok(())
+}
+
+/// 6. `Remote::stop` from another thread wakes and stops a loop blocked in poll.
+fn remote_stop() -> Result {
+    heading(6, "Remote::stop from another thread");
+    let lp = Loop::new()?;
+    let remote = lp.remote();
+    let start = Instant::now();
+    let stopper = thread::spawn(move || {
+        thread::sleep(ms(20));
+        remote.stop();
+    });
+    lp.run_forever()?; // nothing to do: blocks in epoll until the stop arrives
+    println!(
+        "  an idle run_forever() returned after {:.1?}: a thread called remote.stop()",
+        start.elapsed()
+    );
+    stopper.join().expect("the stopping thread");
+    Ok(())
+}
+
+/// 7. A panicking callback is caught and handed to the exception handler.
+fn exception_handler() -> Result {
+    heading(7, "the exception handler catches panicking callbacks");
+    // The std panic hook would still print the panic to stderr; keep the tour tidy.
+    let default_hook = panic::take_hook();
+    panic::set_hook(Box::new(|_| {}));
+
+    let lp = Loop::new()?;
+    lp.set_exception_handler(|_, ctx: &ErrorContext| {
+        println!("  exception handler: {}", ctx.message());
+        println!("    panic message: {:?}", ctx.panic_message());
+        if let Some(loc) = ctx.location() {
+            println!("    scheduled at:  {loc}");
+        }
+    });
+    lp.call_soon(|_| panic!("boom"));
+    lp.call_soon(|lp| {
+        println!("  the next callback still runs");
+        lp.call_exception_handler(ErrorContext::new("reported by hand"));
+        lp.stop();
+    });
+    lp.run_forever()?;
+
+    panic::set_hook(default_hook);
+    Ok(())
+}
+
+/// 8. Debug mode: slow callbacks are logged with where they were scheduled.
+fn debug_mode() -> Result {
+    heading(8, "debug mode: slow callbacks are logged");
+    let lp = Loop::builder()
+        .debug(true)
+        .slow_callback_duration(ms(20))
+        .build()?;
+    lp.call_soon(|lp| {
+        thread::sleep(ms(30)); // blocks the loop: exactly what debug mode reports
+        lp.stop();
+    });
+    lp.run_forever()?;
+    Ok(())
+}
+
+/// 9. A manual clock: an hour of timers in a millisecond, or time moved by hand.
+fn manual_clock() -> Result {
+    heading(9, "Clock::manual(): virtual time");
+    let clock = Clock::manual();
+    let lp = Loop::builder().clock(clock.clone()).build()?;
+    let t0 = lp.time();
+    let real = Instant::now();
+    lp.call_later(Duration::from_secs(60), move |lp| {
+        println!(
+            "  the 1-minute timer fired at virtual +{:?}",
+            lp.time() - t0
+        );
+    });
+    lp.call_later(Duration::from_secs(3600), move |lp| {
+        println!("  the 1-hour timer fired at virtual +{:?}", lp.time() - t0);
+        lp.stop();
+    });
+    lp.run_forever()?;
+    println!(
+        "  an idle loop jumps to its next timer: an hour passed in {:.1?} of real time",
+        real.elapsed()
+    );
+
+    clock.set_auto_advance(false);
+    let fired = Rc::new(Cell::new(false));
+    let f = fired.clone();
+    lp.call_later(Duration::from_secs(10), move |_| f.set(true));
+    lp.run_once(Some(Duration::ZERO))?;
+    println!("  auto-advance off, 10 s timer: fired = {}", fired.get());
+    clock.advance(Duration::from_secs(10));
+    lp.run_once(Some(Duration::ZERO))?;
+    println!(
+        "  after clock.advance(10 s):    fired = {} (virtual +{:?})",
+        fired.get(),
+        lp.time() - t0
+    );
+    Ok(())
+}
+
+/// 10. Embedding: a foreign main loop polls `as_raw_fd` and calls `run_once`.
+fn embedding() -> Result {
+    heading(10, "embedding: a host's poll() loop drives run_once");
+    let lp = Loop::new()?;
+    let t0 = Instant::now();
+    // Three things to wait for; the threadsafe call needs a `Send` counter.
+    let pending = Arc::new(AtomicU32::new(3));
+    let p = pending.clone();
+    lp.call_later(ms(5), move |_| {
+        println!("  timer (5 ms) at +{:.1?}", t0.elapsed());
+        p.fetch_sub(1, Ordering::Relaxed);
+    });
+    let p = pending.clone();
+    lp.call_later(ms(15), move |_| {
+        println!("  timer (15 ms) at +{:.1?}", t0.elapsed());
+        p.fetch_sub(1, Ordering::Relaxed);
+    });
+    let remote = lp.remote();
+    let p = pending.clone();
+    let sender = thread::spawn(move || {
+        thread::sleep(ms(10));
+        remote
+            .call_soon_threadsafe(move |_| {
+                println!("  threadsafe call at +{:.1?}", t0.elapsed());
+                p.fetch_sub(1, Ordering::Relaxed);
+            })
+            .expect("the loop is open");
+    });
+
+    let fd = lp.as_raw_fd();
+    let mut wakeups = 0;
+    while pending.load(Ordering::Relaxed) > 0 {
+        // The host's own wait: the loop's fd, for at most the loop's next timeout.
+        let timeout_ms = match lp.next_timeout() {
+            None => -1,
+            Some(d) => i32::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX),
+        };
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is one valid pollfd that outlives the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e.into());
+            }
+        }
+        wakeups += 1;
+        lp.run_once(Some(Duration::ZERO))?;
+    }
+    sender.join().expect("the sending thread");
+    println!("  the host woke {wakeups} times and called run_once(Some(0)) each time");
+    Ok(())
+}
+
+/// 11. `close()`: pending work is dropped, and the loop refuses new work.
+fn closing() -> Result {
+    heading(11, "close(): drop everything pending");
+    let lp = Loop::new()?;
+    let remote = lp.remote();
+
+    lp.call_soon(|lp| {
+        if let Err(e) = lp.close() {
+            println!("  close() inside a callback: Err({e})");
+        }
+        lp.stop();
+    });
+    lp.run_forever()?;
+
+    let guard = Noisy("a pending call_soon");
+    lp.call_soon(move |_| drop(guard));
+    let guard = Noisy("a pending timer");
+    lp.call_later(ms(10), move |_| drop(guard));
+    let (sock, _peer) = UnixStream::pair()?;
+    let guard = Noisy("a reader");
+    lp.add_reader(sock.as_raw_fd(), move |_| {
+        let _keep = &guard;
+    })?;
+
+    println!("  lp.close() ...");
+    lp.close()?;
+    println!("  is_closed() = {}", lp.is_closed());
+    match remote.call_soon_threadsafe(|_| {}) {
+        Err(e) => println!("  remote.call_soon_threadsafe(..) -> Err({e})"),
+        Ok(_) => println!("  remote.call_soon_threadsafe(..) -> unexpectedly Ok"),
+    }
+    if let Err(e) = lp.add_reader(sock.as_raw_fd(), |_| {}) {
+        println!("  add_reader(..) -> Err({e})");
+    }
+    if let Err(e) = lp.run_forever() {
+        println!("  run_forever() -> Err({e})");
+    }
+    println!("  close() again -> {:?}", lp.close());
+    Ok(())
+}
+
+/// A tiny `log` backend for the tour: prints records to stdout. (Applications would
+/// use `env_logger` or similar; the library only depends on the `log` facade.)
+struct TourLogger;
+
+static LOGGER: TourLogger = TourLogger;
+
+impl log::Log for TourLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Info
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            println!(
+                "  [log {} {}] {}",
+                record.level(),
+                record.target(),
+                record.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
+}
