@@ -28,7 +28,8 @@ fn default_threads() -> usize {
 struct Pool {
     max: usize,
     state: RefCell<PoolState>,
-    /// Workers waiting for a job. A submit with no idle worker starts a thread, up to `max`.
+    /// Workers that finished a job and were not claimed since. A submit claims one, or
+    /// starts a thread (up to `max`) if there is none to claim.
     idle: Arc<AtomicUsize>,
     /// `close()` knows to shut this pool down.
     close_hooked: Cell<bool>,
@@ -64,7 +65,13 @@ impl Pool {
         if tx.send(job).is_err() {
             unreachable!("the pool holds a receiver while it runs");
         }
-        if self.idle.load(Ordering::Acquire) == 0 && st.threads.len() < self.max {
+        // Claim an idle worker for this job (asyncio's idle semaphore); only if none
+        // can be claimed, start a thread.
+        let claimed = self
+            .idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if !claimed && st.threads.len() < self.max {
             let rx = st.rx.clone();
             let idle = self.idle.clone();
             let n = st.threads.len();
@@ -96,15 +103,12 @@ impl Pool {
     }
 }
 
+/// A pool thread: runs jobs until the queue is closed and drained. It counts itself
+/// idle after each job; a submit claims an idle worker by taking one off the count.
 fn worker(rx: Receiver<Job>, idle: Arc<AtomicUsize>) {
-    loop {
+    while let Ok(job) = rx.recv() {
+        job();
         idle.fetch_add(1, Ordering::AcqRel);
-        let job = rx.recv();
-        idle.fetch_sub(1, Ordering::AcqRel);
-        match job {
-            Ok(job) => job(),
-            Err(_) => return, // closed and drained
-        }
     }
 }
 

@@ -435,6 +435,9 @@ impl Loop {
                 break;
             }
             if self.is_stopping() {
+                if completed.get() {
+                    break; // done in the iteration that stopped: its output stands
+                }
                 return Err(Error::Stopped);
             }
         }
@@ -718,7 +721,16 @@ impl Remote {
                 return; // never polled; the guard completes it as cancelled
             }
             let task = lp.create_task_at(fut, location);
-            guard.0.slot.lock().rid = Some(task.rid());
+            {
+                // One critical section with `RemoteTask::cancel`: a cancel that came
+                // while the task was being created is seen here, one that comes later
+                // sees the id.
+                let mut slot = guard.0.slot.lock();
+                slot.rid = Some(task.rid());
+                if slot.cancel_requested {
+                    task.cancel();
+                }
+            }
             let bridge = async move {
                 let r = task.await;
                 guard.0.complete(r);

@@ -10,7 +10,8 @@ use std::task::{Context, Poll, Waker};
 
 use slab::Slab;
 
-use crate::errors::panic_text;
+use crate::Loop;
+use crate::errors::{ErrorContext, panic_text};
 use crate::ready::Runnable;
 use crate::task::{Task, TaskError, current_loop};
 
@@ -24,7 +25,8 @@ use crate::task::{Task, TaskError, current_loop};
 /// does not fail the group.
 ///
 /// Dropping the group before `wait` completed cancels the children still running, so
-/// that no child outlives its group (as when the task holding it is cancelled).
+/// that no child outlives its group (as when the task holding it is cancelled); a
+/// child panic that `wait` never handed out then goes to the exception handler.
 ///
 /// ```
 /// let lp = evloop::Loop::new().unwrap();
@@ -144,8 +146,21 @@ impl Default for TaskGroup {
 
 impl Drop for TaskGroup {
     fn drop(&mut self) {
-        if !self.inner.finished.get() {
-            self.inner.cancel_all();
+        if self.inner.finished.get() {
+            return;
+        }
+        self.inner.cancel_all();
+        // A child's panic that `wait` never handed out is not lost silently.
+        let error = self.inner.error.borrow_mut().take();
+        if let Some(TaskError::Panicked(payload)) = error {
+            let ctx = ErrorContext::from_panic(
+                "TaskGroup dropped before wait(): a child's panic was never retrieved",
+                &*payload,
+            );
+            match Loop::current() {
+                Some(lp) => lp.call_exception_handler(ctx),
+                None => log::error!("{ctx}"),
+            }
         }
     }
 }
