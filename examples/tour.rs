@@ -1,11 +1,13 @@
-//! A guided tour of evloop's core: every feature in a short, printed section.
+//! A guided tour of evloop: every feature in a short, printed section.
 //!
 //! ```text
 //! cargo run --release --example tour
 //! ```
 //!
 //! Each section builds a fresh [`Loop`], schedules a little work, runs it and prints
-//! what happened. The whole tour takes well under a second.
+//! what happened. Sections 1–10 are the callback core; 11–15 the layers on top of it
+//! (tasks, promises, timeouts, task groups, the executor, `Remote::spawn`, queues).
+//! The whole tour takes well under a second.
 
 use std::cell::Cell;
 use std::error::Error as StdError;
@@ -40,6 +42,11 @@ fn main() -> Result {
     debug_mode()?;
     manual_clock()?;
     embedding()?;
+    tasks_and_promises()?;
+    sleep_and_timeout()?;
+    task_group_and_executor()?;
+    remote_spawn()?;
+    queue()?;
     closing()?;
 
     println!("\ntour finished in {:.1?}", started.elapsed());
@@ -407,9 +414,129 @@ fn embedding() -> Result {
     Ok(())
 }
 
-/// 11. `close()`: pending work is dropped, and the loop refuses new work.
+/// 11. `create_task`, awaiting a `Task`, a `Promise` with a done-callback, `run_until_complete`.
+fn tasks_and_promises() -> Result {
+    heading(
+        11,
+        "tasks and promises: create_task, await, run_until_complete",
+    );
+    let lp = Loop::new()?;
+    // A promise (asyncio's Future) that a timer completes; a done-callback hears of it.
+    let promise = lp.create_promise::<&str>();
+    promise.add_done_callback(|_, r| println!("  promise done-callback: {r:?}"));
+    let setter = promise.clone();
+    lp.call_later(ms(5), move |_| {
+        setter.set_result("ready").expect("set once")
+    });
+    // A task awaits the promise; `run_until_complete` drives a future awaiting the task.
+    let task = lp.create_task(async move {
+        let word = promise.await.expect("not cancelled");
+        println!("  task: awaited the promise, got {word:?}");
+        word.len()
+    });
+    let len = lp.run_until_complete(async { task.await.expect("not cancelled, no panic") })?;
+    println!("  run_until_complete(..) awaited the task: {len}");
+    Ok(())
+}
+
+/// 12. `sleep` and `timeout` (asyncio's `sleep` and `wait_for`).
+fn sleep_and_timeout() -> Result {
+    heading(12, "sleep and timeout");
+    let lp = Loop::new()?;
+    lp.run_until_complete(async {
+        let t0 = Instant::now();
+        evloop::sleep(ms(10)).await;
+        println!("  sleep(10 ms) returned after {:.1?}", t0.elapsed());
+        let slow = evloop::timeout(ms(5), evloop::sleep(Duration::from_secs(60))).await;
+        let quick = evloop::timeout(ms(5), async { 42 }).await;
+        println!(
+            "  timeout(5 ms, sleep(60 s)) -> {slow:?}; timeout(5 ms, async {{ 42 }}) -> {quick:?}"
+        );
+    })?;
+    Ok(())
+}
+
+/// 13. A `TaskGroup` awaits its children; `run_in_executor` runs blocking work on threads.
+fn task_group_and_executor() -> Result {
+    heading(13, "TaskGroup and run_in_executor");
+    let lp = Loop::builder().executor_threads(2).build()?;
+    let loop_thread = thread::current().id();
+    let t0 = Instant::now();
+    let (a, b) = lp.run_until_complete(async {
+        let group = evloop::TaskGroup::new();
+        // Blocking work goes to the executor; its task completes on the loop.
+        let job = lp.run_in_executor(move || {
+            thread::sleep(ms(20)); // blocks an executor thread, not the loop
+            thread::current().id() != loop_thread
+        });
+        let a = group.spawn(async { job.await.expect("the job did not panic") });
+        let b = group.spawn(async {
+            evloop::sleep(ms(20)).await;
+            "slept 20 ms on the loop"
+        });
+        group.wait().await.expect("no child panicked");
+        (a.await, b.await)
+    })?;
+    println!(
+        "  group.wait() returned after {:.1?}: both children ran at once",
+        t0.elapsed()
+    );
+    println!("  run_in_executor child -> {a:?}: it ran on an executor thread");
+    println!("  sleeping child        -> {b:?}");
+    Ok(())
+}
+
+/// 14. `Remote::spawn` (asyncio's `run_coroutine_threadsafe`) from a thread that blocks on it.
+fn remote_spawn() -> Result {
+    heading(14, "Remote::spawn from another thread");
+    let lp = Loop::new()?;
+    let remote = lp.remote();
+    let loop_thread = thread::current().id();
+    let caller = thread::spawn(move || {
+        // The future crosses threads, so it must be `Send`: it cannot hold the
+        // loop's own futures (a `Task`, `sleep`) across an `.await`.
+        let task = remote
+            .spawn(async move { (6 * 7, thread::current().id() == loop_thread) })
+            .expect("the loop is open");
+        let answer = task.wait(); // blocks this thread until the task is done
+        remote.stop();
+        answer
+    });
+    lp.run_forever()?;
+    let answer = caller.join().expect("the calling thread");
+    println!("  remote.spawn(..) then RemoteTask::wait() -> {answer:?}: 6 * 7, on the loop thread");
+    Ok(())
+}
+
+/// 15. An `evloop::sync::Queue`: a producer task and a consumer, with backpressure.
+fn queue() -> Result {
+    heading(15, "sync::Queue: producer and consumer");
+    let lp = Loop::new()?;
+    lp.run_until_complete(async {
+        let queue = evloop::Queue::bounded(2);
+        let q = queue.clone();
+        let producer = evloop::spawn(async move {
+            let mut waits = 0;
+            for item in (1..=5).map(Some).chain([None]) {
+                waits += u32::from(q.is_full()); // `put` will wait for a free slot
+                q.put(item).await;
+            }
+            waits
+        });
+        let mut got = Vec::new();
+        while let Some(item) = queue.get().await {
+            got.push(item);
+        }
+        let waits = producer.await.expect("the producer finished");
+        println!("  consumer got {got:?} (None ends the stream)");
+        println!("  Queue::bounded(2): the producer waited for room {waits} times");
+    })?;
+    Ok(())
+}
+
+/// 16. `close()`: pending work is dropped, and the loop refuses new work.
 fn closing() -> Result {
-    heading(11, "close(): drop everything pending");
+    heading(16, "close(): drop everything pending");
     let lp = Loop::new()?;
     let remote = lp.remote();
 

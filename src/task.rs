@@ -703,7 +703,51 @@ impl Remote {
         F: Future + Send + 'static,
         F::Output: Send,
     {
-        let location = Location::caller();
+        self.spawn_with_at(move || fut, Location::caller())
+    }
+
+    /// As [`spawn`](Remote::spawn), for a future that is not `Send`: `make` (which is)
+    /// builds it on the loop's thread, so the future may use the loop's `!Send` tools
+    /// (`sleep`, `Promise`, `sync::Queue`, ...). Only the output crosses threads.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let lp = evloop::Loop::new().unwrap();
+    /// let remote = lp.remote();
+    /// let worker = std::thread::spawn(move || {
+    ///     let task = remote
+    ///         .spawn_with(|| async {
+    ///             evloop::sleep(Duration::from_millis(1)).await; // a !Send future
+    ///             "slept"
+    ///         })
+    ///         .unwrap();
+    ///     let out = task.wait().unwrap();
+    ///     remote.stop();
+    ///     out
+    /// });
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(worker.join().unwrap(), "slept");
+    /// ```
+    #[track_caller]
+    pub fn spawn_with<F, M>(&self, make: M) -> Result<RemoteTask<F::Output>, Error>
+    where
+        M: FnOnce() -> F + Send + 'static,
+        F: Future + 'static,
+        F::Output: Send,
+    {
+        self.spawn_with_at(make, Location::caller())
+    }
+
+    fn spawn_with_at<F, M>(
+        &self,
+        make: M,
+        location: &'static Location<'static>,
+    ) -> Result<RemoteTask<F::Output>, Error>
+    where
+        M: FnOnce() -> F + Send + 'static,
+        F: Future + 'static,
+        F::Output: Send,
+    {
         let state = Arc::new(RemoteState {
             slot: Mutex::new(RemoteSlot {
                 result: None,
@@ -720,7 +764,7 @@ impl Remote {
             if guard.0.slot.lock().cancel_requested {
                 return; // never polled; the guard completes it as cancelled
             }
-            let task = lp.create_task_at(fut, location);
+            let task = lp.create_task_at(make(), location);
             {
                 // One critical section with `RemoteTask::cancel`: a cancel that came
                 // while the task was being created is seen here, one that comes later

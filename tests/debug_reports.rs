@@ -71,7 +71,7 @@ fn a_promise_dropped_unresolved_while_awaited_is_reported() {
     let line = line!() + 1;
     let promise = lp.create_promise::<u32>();
     let awaited = promise.clone();
-    let task = lp.create_task(async move { awaited.await });
+    let task = lp.create_task(awaited);
     lp.run_once(Some(Duration::ZERO)).unwrap(); // the task now waits on it
     drop(promise); // nobody can resolve it any more
     let warnings = log.at(log::Level::Warn);
@@ -91,7 +91,7 @@ fn a_resolved_promise_is_not_reported() {
     let lp = debug_loop();
     let promise = lp.create_promise::<u32>();
     let awaited = promise.clone();
-    let task = lp.create_task(async move { awaited.await });
+    let task = lp.create_task(awaited);
     lp.run_once(Some(Duration::ZERO)).unwrap();
     promise.set_result(3).unwrap();
     drop(promise);

@@ -1,7 +1,7 @@
-//! The examples, run as processes through `cargo run`: the tour and the threads
-//! example finish cleanly and print what they should; the echo server echoes byte
-//! for byte to several clients at once, a large payload included, and survives
-//! clients that leave cleanly or abruptly.
+//! The examples, run as processes through `cargo run`: the tour and the threads,
+//! tasks and executor examples finish cleanly and print what they should; the echo
+//! server echoes byte for byte to several clients at once, a large payload included,
+//! and survives clients that leave cleanly or abruptly.
 //!
 //! `cargo test --all-targets` has already built the examples, so `cargo run` here
 //! only checks that they are fresh.
@@ -63,7 +63,7 @@ fn assert_has(output: &str, needle: &str) {
 #[test]
 fn tour_runs_every_section() {
     let (stdout, stderr) = run_example("tour");
-    for n in 1..=11 {
+    for n in 1..=16 {
         assert_has(&stdout, &format!("\n== {n}. "));
     }
     for line in [
@@ -83,6 +83,19 @@ fn tour_runs_every_section() {
         "the 1-hour timer fired at virtual +3600s",
         "after clock.advance(10 s):    fired = true",
         "threadsafe call at",
+        "== 11. tasks and promises",
+        "promise done-callback: Ok(\"ready\")",
+        "task: awaited the promise, got \"ready\"",
+        "run_until_complete(..) awaited the task: 5",
+        "== 12. sleep and timeout",
+        "timeout(5 ms, sleep(60 s)) -> Err(TimeoutError)",
+        "== 13. TaskGroup and run_in_executor",
+        "run_in_executor child -> Ok(true)",
+        "== 14. Remote::spawn from another thread",
+        "RemoteTask::wait() -> Ok((42, true))",
+        "== 15. sync::Queue",
+        "consumer got [1, 2, 3, 4, 5]",
+        "== 16. close()",
         "(closure of a reader dropped)",
         "run_forever() -> Err(the event loop is closed)",
         "tour finished in",
@@ -100,6 +113,77 @@ fn threads_aggregates_every_worker() {
     let (stdout, _) = run_example("threads");
     assert_has(&stdout, "(4/4)");
     assert_has(&stdout, "matches the single-threaded count");
+}
+
+/// The three styles of `verify_user` print the same results, failures included.
+#[test]
+fn tasks_prints_the_same_results_in_three_styles() {
+    let (stdout, _) = run_example("tasks");
+    let mut styles: Vec<Vec<&str>> = Vec::new();
+    for line in stdout.lines() {
+        if line.starts_with('(') {
+            styles.push(Vec::new()); // "(a) nested callbacks: ...", "(b) ...", "(c) ..."
+        } else if line.starts_with("  verify_user(") {
+            styles
+                .last_mut()
+                .expect("a style heading comes first")
+                .push(line);
+        }
+    }
+    assert_eq!(styles.len(), 3, "three styles:\n{stdout}");
+    let first = &styles[0];
+    for expected in [
+        r#"verify_user("alice", "wonderland")"#,
+        "-> Ok: alice may read, write, admin",
+        r#"-> Err: wrong password for "alice""#,
+        r#"-> Err: unknown user "mallory""#,
+    ] {
+        assert!(
+            first.iter().any(|l| l.contains(expected)),
+            "expected {expected:?} in {first:#?}"
+        );
+    }
+    assert_eq!(styles[1], *first, "promises print what callbacks print");
+    assert_eq!(
+        styles[2], *first,
+        "the async fn prints what callbacks print"
+    );
+    assert_has(&stdout, "the three styles agree on all 3 attempts");
+}
+
+/// Blocking jobs run on the executor's threads, in parallel, while the loop ticks.
+#[test]
+fn executor_runs_blocking_jobs_while_the_loop_ticks() {
+    let (stdout, _) = run_example("executor");
+    for (below, primes) in [(1000, 168), (2000, 303), (5000, 669), (8000, 1007)] {
+        assert_has(
+            &stdout,
+            &format!("primes below {below}: {primes} (on evloop-executor-"),
+        );
+    }
+    assert_eq!(
+        stdout.matches("(on evloop-executor-").count(),
+        8,
+        "eight results, each from an executor thread:\n{stdout}"
+    );
+    // Ticks printed while jobs were still out: the loop was not blocked.
+    let ticks_meanwhile = stdout
+        .lines()
+        .filter(|l| l.starts_with("  tick ") && !l.ends_with(" 8/8 jobs done"))
+        .count();
+    assert!(
+        ticks_meanwhile >= 2,
+        "the loop should tick while the jobs block:\n{stdout}"
+    );
+    let number_after = |prefix: &str| -> u64 {
+        let rest = &stdout[stdout.find(prefix).expect(prefix) + prefix.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().expect("a number")
+    };
+    assert!(number_after("the loop ticked ") >= 2);
+    // Eight 50 ms jobs on four threads: two waves, far below 400 ms one after another.
+    let wall = number_after("all 8 jobs done in ");
+    assert!(wall < 400, "the jobs should overlap ({wall} ms):\n{stdout}");
 }
 
 /// The echo server process; killed when the test ends, however it ends.
