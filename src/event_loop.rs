@@ -563,6 +563,16 @@ impl Loop {
             r.shutdown();
         }
         drop(runnables);
+        for s in &sources {
+            // Sockets close even if a protocol's connection_lost panics.
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| s.loop_closed(self))) {
+                let ctx = ErrorContext::from_panic(
+                    "a protocol panicked while the loop closed",
+                    &*payload,
+                );
+                self.call_exception_handler(ctx);
+            }
+        }
         drop(pending);
         drop(queued);
         drop(io);

@@ -64,6 +64,11 @@ impl Readiness {
 /// Receives a source's events, on the loop thread, from the run phase.
 pub(crate) trait SourceHandler {
     fn ready(&self, lp: &Loop, readiness: Readiness);
+
+    /// The loop is closing and forgets the source: let go of the socket.
+    fn loop_closed(&self, lp: &Loop) {
+        let _ = lp;
+    }
 }
 
 /// Names a registered source. Events for an id whose generation no longer matches

@@ -101,10 +101,25 @@ impl DgramInner {
                 None => return,
             };
             match r {
-                Ok((n, addr)) => self
-                    .protocol
-                    .borrow_mut()
-                    .datagram_received(&buf[..n], addr),
+                Ok((n, addr)) => {
+                    // If the protocol panics, the datagrams still queued would wait
+                    // for an event that never comes: read on from the next iteration.
+                    struct GoOnAfterPanic<'a>(&'a DgramInner, &'a Loop);
+                    impl Drop for GoOnAfterPanic<'_> {
+                        fn drop(&mut self) {
+                            if std::thread::panicking()
+                                && let Some(me) = self.0.me.upgrade()
+                            {
+                                self.1.call_soon(move |lp| me.receive(lp));
+                            }
+                        }
+                    }
+                    let guard = GoOnAfterPanic(self, lp);
+                    self.protocol
+                        .borrow_mut()
+                        .datagram_received(&buf[..n], addr);
+                    std::mem::forget(guard);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => self.report(e),
@@ -121,11 +136,18 @@ impl DgramInner {
         }
         let Some(me) = self.me.upgrade() else { return };
         let finish = move |lp: &Loop| {
-            me.protocol.borrow_mut().connection_lost(None);
-            let sock = me.sock.borrow_mut().take();
-            if let (Some(mut sock), Some(id)) = (sock, me.id.take()) {
-                lp.deregister_source(&mut sock, id);
+            // Close the socket even if connection_lost panics.
+            struct Release<'a>(&'a DgramInner, &'a Loop);
+            impl Drop for Release<'_> {
+                fn drop(&mut self) {
+                    let sock = self.0.sock.borrow_mut().take();
+                    if let (Some(mut sock), Some(id)) = (sock, self.0.id.take()) {
+                        self.1.deregister_source(&mut sock, id);
+                    }
+                }
             }
+            let _release = Release(&me, lp);
+            me.protocol.borrow_mut().connection_lost(None);
         };
         if lp.is_closed() {
             finish(lp);
@@ -136,6 +158,12 @@ impl DgramInner {
 }
 
 impl SourceHandler for DgramInner {
+    fn loop_closed(&self, lp: &Loop) {
+        self.closing.set(true);
+        self.queue.borrow_mut().clear();
+        self.schedule_lost(lp);
+    }
+
     fn ready(&self, lp: &Loop, readiness: Readiness) {
         if readiness.is_writable() && !self.queue.borrow().is_empty() {
             self.flush(lp);

@@ -259,6 +259,24 @@ impl ServerInner {
     }
 }
 
+impl Drop for ServerInner {
+    /// The last `Server` handle is gone: nobody can close it any more, so stop
+    /// listening now rather than leave a listener that accepts nothing.
+    fn drop(&mut self) {
+        let acceptors = std::mem::take(&mut *self.acceptors.borrow_mut());
+        if let Some(lp) = self.lp.upgrade() {
+            for a in &acceptors {
+                a.stop(&lp);
+            }
+        }
+        if !self.closed.get()
+            && let Some(path) = &self.unix_path
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 impl Server {
     fn new(lp: &Loop, factory: Factory, unix_path: Option<PathBuf>) -> Server {
         Server {

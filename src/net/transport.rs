@@ -66,6 +66,9 @@ pub(crate) struct TransportInner {
     read_pending: Cell<bool>,
     read_eof: Cell<bool>,
     protocol_paused: Cell<bool>,
+    /// What the protocol was last told (`pause_writing` / `resume_writing`).
+    told_paused: Cell<bool>,
+    flow_sync_scheduled: Cell<bool>,
     write_warned: Cell<bool>,
     /// Told when the connection is lost (a server counts its connections).
     on_lost: RefCell<Option<Box<dyn FnOnce()>>>,
@@ -98,6 +101,8 @@ impl TransportInner {
             read_pending: Cell::new(false),
             read_eof: Cell::new(false),
             protocol_paused: Cell::new(false),
+            told_paused: Cell::new(false),
+            flow_sync_scheduled: Cell::new(false),
             write_warned: Cell::new(false),
             on_lost: RefCell::new(on_lost),
         });
@@ -123,16 +128,32 @@ impl TransportInner {
         self.buf.borrow().len() - self.start.get()
     }
 
-    /// Calls the protocol now, or from the next iteration if it is busy (we are
-    /// inside one of its own callbacks).
-    fn notify_protocol(&self, f: impl FnOnce(&mut dyn Protocol) + 'static) {
-        match self.protocol.try_borrow_mut() {
-            Ok(mut p) => f(&mut *p),
-            Err(_) => {
-                let protocol = self.protocol.clone();
-                if let Some(lp) = self.lp.upgrade().filter(|lp| !lp.is_closed()) {
-                    lp.call_soon(move |_| f(&mut *protocol.borrow_mut()));
-                }
+    /// Tells the protocol the flow-control state it has not heard yet, in order: now
+    /// if it is free, else (once) from the next iteration.
+    fn sync_flow(&self) {
+        if self.flow_sync_scheduled.get() {
+            return; // the scheduled sync will see the latest state
+        }
+        let Ok(mut p) = self.protocol.try_borrow_mut() else {
+            if let (Some(lp), Some(me)) = (
+                self.lp.upgrade().filter(|lp| !lp.is_closed()),
+                self.me.upgrade(),
+            ) {
+                self.flow_sync_scheduled.set(true);
+                lp.call_soon(move |_| {
+                    me.flow_sync_scheduled.set(false);
+                    me.sync_flow();
+                });
+            }
+            return;
+        };
+        while self.told_paused.get() != self.protocol_paused.get() {
+            let pause = !self.told_paused.get();
+            self.told_paused.set(pause);
+            if pause {
+                p.pause_writing();
+            } else {
+                p.resume_writing();
             }
         }
     }
@@ -165,7 +186,25 @@ impl TransportInner {
                     self.eof_received(lp);
                     break;
                 }
-                Ok(n) => self.protocol.borrow_mut().data_received(&buf[..n]),
+                Ok(n) => {
+                    // A panicking protocol is a fatal error, as an exception in
+                    // asyncio's data_received: close with an error, then let the panic
+                    // go on to the loop's exception handler.
+                    struct FatalOnPanic<'a>(&'a TransportInner, &'a Loop);
+                    impl Drop for FatalOnPanic<'_> {
+                        fn drop(&mut self) {
+                            if std::thread::panicking() {
+                                self.0.force_close(
+                                    self.1,
+                                    Some(io::Error::other("the protocol's data_received panicked")),
+                                );
+                            }
+                        }
+                    }
+                    let guard = FatalOnPanic(self, lp);
+                    self.protocol.borrow_mut().data_received(&buf[..n]);
+                    std::mem::forget(guard);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -220,8 +259,16 @@ impl TransportInner {
         if self.lost.replace(true) {
             return;
         }
+        // As asyncio's `try: protocol.connection_lost() finally: sock.close()`: the
+        // socket is closed (and a server told) even if the protocol panics.
+        struct Release<'a>(&'a TransportInner, &'a Loop);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.release(self.1);
+            }
+        }
+        let _release = Release(self, lp);
         self.protocol.borrow_mut().connection_lost(err);
-        self.release(lp);
     }
 
     /// Deregisters and closes the socket.
@@ -279,14 +326,14 @@ impl TransportInner {
 
     fn maybe_pause_protocol(&self) {
         if self.pending() > self.high.get() && !self.protocol_paused.replace(true) {
-            self.notify_protocol(|p| p.pause_writing());
+            self.sync_flow();
         }
     }
 
     fn maybe_resume_protocol(&self) {
         if self.protocol_paused.get() && self.pending() <= self.low.get() {
             self.protocol_paused.set(false);
-            self.notify_protocol(|p| p.resume_writing());
+            self.sync_flow();
         }
     }
 
@@ -358,6 +405,13 @@ impl TransportInner {
 }
 
 impl SourceHandler for TransportInner {
+    fn loop_closed(&self, lp: &Loop) {
+        self.closing.set(true);
+        self.buf.borrow_mut().clear();
+        self.start.set(0);
+        self.schedule_lost(lp, None); // the loop is closed: inline, then the socket is closed
+    }
+
     fn ready(&self, lp: &Loop, readiness: Readiness) {
         if self.lost.get() {
             return;
