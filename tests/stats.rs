@@ -77,7 +77,10 @@ fn longest_callback_needs_debug_mode() {
     debug.call_soon(|_| thread::sleep(Duration::from_millis(15)));
     debug.stop();
     debug.run_forever().unwrap();
-    let (took, at) = debug.stats().longest_callback.expect("measured in debug mode");
+    let (took, at) = debug
+        .stats()
+        .longest_callback
+        .expect("measured in debug mode");
     assert!(took >= Duration::from_millis(15));
     assert_eq!(at.line(), line);
     assert!(at.file().ends_with("stats.rs"));

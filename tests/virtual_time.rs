@@ -36,7 +36,11 @@ fn retry_with_backoff_over_half_an_hour_runs_in_milliseconds() {
     let secs: Vec<u64> = attempts.iter().map(|d| d.as_secs()).collect();
     assert_eq!(secs, vec![0, 60, 180, 420, 900]);
     assert_eq!(lp.time() - start, Duration::from_secs(60 * 31));
-    assert!(wall.elapsed() < Duration::from_secs(5), "took {:?}", wall.elapsed());
+    assert!(
+        wall.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        wall.elapsed()
+    );
 }
 
 #[test]
@@ -110,7 +114,10 @@ fn auto_advance_never_skips_pending_io() {
     lp.run_forever().unwrap();
     assert_eq!(
         seen.get(),
-        vec![("read", Duration::ZERO), ("timer", Duration::from_secs(3600))]
+        vec![
+            ("read", Duration::ZERO),
+            ("timer", Duration::from_secs(3600))
+        ]
     );
 }
 

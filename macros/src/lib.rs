@@ -74,5 +74,7 @@ pub fn test(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn compile_error(msg: &str) -> TokenStream {
-    format!("::core::compile_error!({msg:?});").parse().expect("valid tokens")
+    format!("::core::compile_error!({msg:?});")
+        .parse()
+        .expect("valid tokens")
 }
