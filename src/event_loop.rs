@@ -16,7 +16,7 @@ use crate::clock::{Clock, nanos};
 use crate::errors::{Error, ErrorContext, default_exception_handler};
 use crate::handle::{Handle, Target, TimerHandle};
 use crate::io::Io;
-use crate::ready::{Callback, Entry, Popped, Ready, Runnable, RunnableId, Runnables};
+use crate::ready::{Callback, Entry, Ready, Runnable, RunnableId, Runnables};
 use crate::remote::{Queued, Remote, Shared};
 use crate::source::{Readiness, SourceHandler, SourceId};
 use crate::stats::{Counters, Stats, add};
@@ -315,18 +315,18 @@ impl Loop {
     pub fn call_soon(&self, f: impl FnOnce(&Loop) + 'static) -> Handle {
         let location = Location::caller();
         if self.closing_drops("call_soon") {
-            return Handle::new(Weak::new(), Target::Call { key: 0, id: 0 }).cancelled();
+            return Handle::new(Weak::new(), Target::Call { seq: u64::MAX }).cancelled();
         }
-        let (key, id, was_empty) = {
+        let (seq, was_empty) = {
             let mut ready = self.inner.ready.borrow_mut();
             let was_empty = ready.is_empty();
-            let (key, id) = ready.push_call(Box::new(f), location);
-            (key, id, was_empty)
+            let callback = Box::new(f);
+            (ready.push(Entry::Call { callback, location }), was_empty)
         };
         if was_empty {
             self.queued_while_idle();
         }
-        Handle::new(Rc::downgrade(&self.inner), Target::Call { key, id })
+        Handle::new(Rc::downgrade(&self.inner), Target::Call { seq })
     }
 
     /// Schedules `f` to run once `delay` has passed on the loop's clock.
@@ -341,13 +341,14 @@ impl Loop {
     #[track_caller]
     pub fn call_later(&self, delay: Duration, f: impl FnOnce(&Loop) + 'static) -> TimerHandle {
         let location = Location::caller();
-        let when = self.inner.clock.now_ns().saturating_add(nanos(delay));
+        let now = self.inner.clock.now_ns();
+        let when = now.saturating_add(nanos(delay));
         let instant = self.inner.clock.instant_at(when);
         if self.closing_drops("call_later") {
-            let h = Handle::new(Weak::new(), Target::Call { key: 0, id: 0 }).cancelled();
+            let h = Handle::new(Weak::new(), Target::Call { seq: u64::MAX }).cancelled();
             return TimerHandle::new(h, instant);
         }
-        self.schedule_timer(when, instant, Box::new(f), location)
+        self.schedule_timer(when, instant, Some(now), Box::new(f), location)
     }
 
     /// Schedules `f` to run at `when` on the loop's clock (at once if `when` has
@@ -359,31 +360,31 @@ impl Loop {
     pub fn call_at(&self, when: Instant, f: impl FnOnce(&Loop) + 'static) -> TimerHandle {
         let location = Location::caller();
         if self.closing_drops("call_at") {
-            let h = Handle::new(Weak::new(), Target::Call { key: 0, id: 0 }).cancelled();
+            let h = Handle::new(Weak::new(), Target::Call { seq: u64::MAX }).cancelled();
             return TimerHandle::new(h, when);
         }
         let ns = self.inner.clock.ns_of(when);
-        self.schedule_timer(ns, when, Box::new(f), location)
+        self.schedule_timer(ns, when, None, Box::new(f), location)
     }
 
     fn schedule_timer(
         &self,
         when: u64,
         instant: Instant,
+        now: Option<u64>,
         f: Callback,
         location: &'static Location<'static>,
     ) -> TimerHandle {
-        let (key, id) = self.inner.ready.borrow_mut().insert(f, location, true);
-        self.inner.timers.borrow_mut().push(when, id, key);
+        let (key, id) = self.inner.timers.borrow_mut().insert(when, f, location);
         add(&self.inner.stats.timers_scheduled, 1);
         if !self.inner.running.get() && !self.inner.clock.is_manual() {
             // An embedding host must see the new deadline on `as_raw_fd`.
-            let now = self.inner.clock.now_ns();
+            let now = now.unwrap_or_else(|| self.inner.clock.now_ns());
             if let Err(e) = self.inner.io.borrow_mut().arm_timer_if_earlier(when, now) {
                 log::error!("evloop: cannot arm the timer fd: {e}");
             }
         }
-        let handle = Handle::new(Rc::downgrade(&self.inner), Target::Call { key, id });
+        let handle = Handle::new(Rc::downgrade(&self.inner), Target::Timer { key, id });
         TimerHandle::new(handle, instant)
     }
 
@@ -548,7 +549,7 @@ impl Loop {
             drop(rx); // later sends fail; anything that raced in is discarded
         }
         let queued = inner.ready.borrow_mut().drain_all();
-        inner.timers.borrow_mut().clear();
+        let timers = inner.timers.borrow_mut().clear();
         let io = inner.io.borrow_mut().clear();
         let sources = inner.io.borrow_mut().clear_sources();
         let hooks = std::mem::take(&mut *inner.close_hooks.borrow_mut());
@@ -575,6 +576,7 @@ impl Loop {
         }
         drop(pending);
         drop(queued);
+        drop(timers);
         drop(io);
         drop(sources);
         for hook in hooks {
@@ -882,11 +884,7 @@ impl Loop {
 
     /// The earliest live timer's deadline, in clock nanoseconds.
     fn next_deadline(&self) -> Option<u64> {
-        let ready = self.inner.ready.borrow();
-        self.inner
-            .timers
-            .borrow_mut()
-            .next_deadline(|k, i| ready.contains(k, i))
+        self.inner.timers.borrow_mut().next_deadline()
     }
 
     /// How long to wait for the next timer; `None` when there is none.
@@ -1004,11 +1002,8 @@ impl Loop {
             if !timers.is_empty() {
                 let now = inner.clock.now_ns();
                 let mut ready = inner.ready.borrow_mut();
-                let mut fired = 0;
-                timers.pop_expired(now, |key, id| {
-                    let queued = ready.queue_stored(key, id);
-                    fired += u64::from(queued);
-                    queued
+                let fired = timers.pop_expired(now, |key, id| {
+                    ready.push(Entry::Timer { key, id });
                 });
                 add(&inner.stats.timers_fired, fired);
             }
@@ -1041,13 +1036,12 @@ impl Loop {
             let popped = inner.ready.borrow_mut().pop();
             match popped {
                 None => break, // close() from a callback is refused, but be safe
-                Some(Popped::Skip) => skipped += 1,
-                Some(Popped::Call(slot)) => {
-                    let callback = slot.callback;
-                    self.invoke("callback", slot.location, || callback(self));
+                Some(Entry::Call { callback, location }) => {
+                    self.invoke("callback", location, || callback(self));
                 }
-                Some(Popped::Other(Entry::Main)) => main(),
-                Some(Popped::Other(entry)) => self.run_entry(entry),
+                Some(Entry::Cancelled) => skipped += 1,
+                Some(Entry::Main) => main(),
+                Some(entry) => self.run_entry(entry),
             }
         }
         add(&stats.callbacks_run, (n - skipped) as u64);
@@ -1056,7 +1050,16 @@ impl Loop {
 
     fn run_entry(&self, entry: Entry) {
         match entry {
-            Entry::Call { .. } | Entry::Main => unreachable!("handled by the run phase"),
+            Entry::Call { .. } | Entry::Cancelled | Entry::Main => {
+                unreachable!("handled by the run phase")
+            }
+            Entry::Timer { key, id } => {
+                let slot = self.inner.timers.borrow_mut().take(key, id);
+                if let Some(slot) = slot {
+                    let callback = slot.callback;
+                    self.invoke("timer", slot.location, || callback(self));
+                }
+            }
             Entry::Io { key, id, write } => {
                 let taken = self.inner.io.borrow_mut().take(key, id, write);
                 if let Some((mut callback, location)) = taken {
@@ -1107,16 +1110,14 @@ impl Inner {
     /// Cancels what a [`Handle`] names.
     pub(crate) fn cancel(&self, target: Target) {
         match target {
-            Target::Call { key, id } => {
-                let slot = self.ready.borrow_mut().remove(key, id);
-                if let Some(slot) = &slot
-                    && slot.in_heap
-                {
+            Target::Call { seq } => {
+                let callback = self.ready.borrow_mut().cancel(seq);
+                drop(callback);
+            }
+            Target::Timer { key, id } => {
+                let slot = self.timers.borrow_mut().cancel(key, id);
+                if slot.as_ref().is_some_and(|s| s.in_heap) {
                     add(&self.stats.timers_cancelled, 1);
-                    let ready = self.ready.borrow();
-                    self.timers
-                        .borrow_mut()
-                        .cancelled(|k, i| ready.contains(k, i));
                 }
                 drop(slot);
             }

@@ -12,8 +12,10 @@ use crate::remote::RemoteCall;
 /// What a [`Handle`] cancels.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Target {
-    /// A `call_soon` callback or a timer in the ready slab.
-    Call { key: u32, id: u64 },
+    /// A `call_soon` callback: its sequence number in the ready queue.
+    Call { seq: u64 },
+    /// A timer in the timer store.
+    Timer { key: u32, id: u64 },
     /// A reader (`write == false`) or writer.
     Io { key: u32, id: u64, write: bool },
 }
@@ -84,7 +86,7 @@ impl Handle {
             return true;
         }
         match self.target {
-            Target::Call { .. } => false,
+            Target::Call { .. } | Target::Timer { .. } => false,
             Target::Io { key, id, write } => match self.lp.upgrade() {
                 Some(inner) => !inner.io_is_current(key, id, write),
                 None => true,

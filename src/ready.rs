@@ -1,10 +1,11 @@
-//! The ready queue: callbacks that run in the current or next iteration.
+//! The ready queue: what runs in the current or next iteration.
 //!
-//! `call_soon` closures and timer closures live in one slab of [`Slot`]s, each
-//! with a unique `id`. The queue holds `(key, id)` pairs, not closures, so that a
-//! [`Handle`](crate::Handle) can cancel in O(1): it removes its slot at once (dropping
-//! the closure and what it captured) and the queue entry, finding a slot with
-//! another id or none, is skipped when its turn comes.
+//! A FIFO of [`Entry`]s. A `call_soon` closure is stored in its entry itself (no
+//! side table, no allocation beyond the closure's box), and every entry pushed gets
+//! the next *sequence number*: entry `i` of the queue has sequence `head + i`. A
+//! [`Handle`](crate::Handle) keeps its sequence number, so cancelling is O(1): if the
+//! entry is still queued it sits at index `seq - head`, and its closure is taken out
+//! (and dropped at once) leaving a `Cancelled` entry that the run phase skips.
 
 use std::collections::VecDeque;
 use std::panic::Location;
@@ -84,22 +85,17 @@ impl Runnables {
     }
 }
 
-/// A scheduled callback.
-pub(crate) struct Slot {
-    /// Unique for the loop's lifetime; a handle or queue entry naming another id
-    /// refers to a callback that already ran or was cancelled.
-    pub(crate) id: u64,
-    pub(crate) callback: Callback,
-    pub(crate) location: &'static Location<'static>,
-    /// True while the slot is referenced from the timer heap rather than the queue
-    /// (a cancel then leaves a stale heap entry behind to be counted).
-    pub(crate) in_heap: bool,
-}
-
 /// One entry of the ready queue.
 pub(crate) enum Entry {
-    /// A `call_soon` callback or an expired timer, in the callback slab.
-    Call { key: u32, id: u64 },
+    /// A `call_soon` callback.
+    Call {
+        callback: Callback,
+        location: &'static Location<'static>,
+    },
+    /// A `call_soon` callback cancelled while queued.
+    Cancelled,
+    /// An expired timer: its callback is in the timer store under `(key, id)`.
+    Timer { key: u32, id: u64 },
     /// A reader (`write == false`) or writer of the I/O registration `key`.
     Io { key: u32, id: u64, write: bool },
     /// An event of a library-owned source (a socket).
@@ -117,94 +113,50 @@ pub(crate) enum Entry {
     Main,
 }
 
-/// The callback slab and the FIFO of entries to run.
+/// The FIFO of entries to run.
 pub(crate) struct Ready {
-    slots: Slab<Slot>,
     queue: VecDeque<Entry>,
-    next_id: u64,
+    /// The sequence number of `queue[0]`. Invariant: the entry with sequence `s` is
+    /// `queue[s - head]` while `head <= s < head + queue.len()`, and has been popped
+    /// when `s < head`.
+    head: u64,
 }
 
 impl Ready {
     pub(crate) fn new() -> Ready {
         Ready {
-            slots: Slab::new(),
             queue: VecDeque::new(),
-            next_id: 1,
+            head: 0,
         }
     }
 
-    /// Stores a callback without queueing it (a timer); returns its `(key, id)`.
-    pub(crate) fn insert(
-        &mut self,
-        callback: Callback,
-        location: &'static Location<'static>,
-        in_heap: bool,
-    ) -> (u32, u64) {
-        let id = self.next_id;
-        self.next_id += 1;
-        let key = self.slots.insert(Slot {
-            id,
-            callback,
-            location,
-            in_heap,
-        });
-        (key_u32(key), id)
-    }
-
-    /// Stores a callback and queues it at the back.
-    pub(crate) fn push_call(
-        &mut self,
-        callback: Callback,
-        location: &'static Location<'static>,
-    ) -> (u32, u64) {
-        let (key, id) = self.insert(callback, location, false);
-        self.queue.push_back(Entry::Call { key, id });
-        (key, id)
-    }
-
-    /// Queues an entry at the back.
-    pub(crate) fn push(&mut self, entry: Entry) {
+    /// Queues an entry at the back; returns its sequence number.
+    pub(crate) fn push(&mut self, entry: Entry) -> u64 {
+        let seq = self.head + self.queue.len() as u64;
         self.queue.push_back(entry);
+        seq
     }
 
-    /// Moves a stored callback (an expired timer) to the back of the queue. Returns
-    /// false if it is gone (cancelled).
-    pub(crate) fn queue_stored(&mut self, key: u32, id: u64) -> bool {
-        match self.slots.get_mut(key as usize) {
-            Some(slot) if slot.id == id => {
-                slot.in_heap = false;
-                self.queue.push_back(Entry::Call { key, id });
-                true
+    /// Takes the callback of the `Call` entry `seq` out, if it is still queued. The
+    /// caller drops it after releasing its borrow of the queue (a closure's `Drop`
+    /// may use the loop).
+    pub(crate) fn cancel(&mut self, seq: u64) -> Option<Callback> {
+        let i = usize::try_from(seq.checked_sub(self.head)?).ok()?;
+        let entry = self.queue.get_mut(i)?;
+        match std::mem::replace(entry, Entry::Cancelled) {
+            Entry::Call { callback, .. } => Some(callback),
+            other => {
+                *entry = other;
+                None
             }
-            _ => false,
         }
     }
 
-    /// Whether the callback `(key, id)` is still pending.
-    pub(crate) fn contains(&self, key: u32, id: u64) -> bool {
-        matches!(self.slots.get(key as usize), Some(s) if s.id == id)
-    }
-
-    /// Removes the callback `(key, id)` if still pending. The caller drops it after
-    /// releasing its borrow of the queue (a closure's `Drop` may use the loop).
-    pub(crate) fn remove(&mut self, key: u32, id: u64) -> Option<Slot> {
-        if self.contains(key, id) {
-            Some(self.slots.remove(key as usize))
-        } else {
-            None
-        }
-    }
-
-    /// The next entry, with its callback taken out of the slab for `Call` entries.
-    /// Cancelled `Call` entries come back as `Popped::Skip`.
-    pub(crate) fn pop(&mut self) -> Option<Popped> {
-        Some(match self.queue.pop_front()? {
-            Entry::Call { key, id } => match self.remove(key, id) {
-                Some(slot) => Popped::Call(slot),
-                None => Popped::Skip,
-            },
-            other => Popped::Other(other),
-        })
+    /// The next entry.
+    pub(crate) fn pop(&mut self) -> Option<Entry> {
+        let e = self.queue.pop_front()?;
+        self.head += 1;
+        Some(e)
     }
 
     /// How many entries are queued (cancelled ones included).
@@ -217,21 +169,12 @@ impl Ready {
         self.queue.is_empty()
     }
 
-    /// Empties the queue and the slab, handing everything back to be dropped outside
-    /// the caller's borrow.
-    pub(crate) fn drain_all(&mut self) -> (VecDeque<Entry>, Slab<Slot>) {
-        (
-            std::mem::take(&mut self.queue),
-            std::mem::take(&mut self.slots),
-        )
+    /// Empties the queue, handing the entries back to be dropped outside the caller's
+    /// borrow.
+    pub(crate) fn drain_all(&mut self) -> VecDeque<Entry> {
+        self.head += self.queue.len() as u64;
+        std::mem::take(&mut self.queue)
     }
-}
-
-/// What [`Ready::pop`] found.
-pub(crate) enum Popped {
-    Call(Slot),
-    Skip,
-    Other(Entry),
 }
 
 /// Slab keys are stored as `u32` to keep queue entries small.
@@ -243,36 +186,43 @@ pub(crate) fn key_u32(key: usize) -> u32 {
 mod tests {
     use super::*;
 
-    fn noop() -> Callback {
-        Box::new(|_| {})
+    fn call() -> Entry {
+        Entry::Call {
+            callback: Box::new(|_| {}),
+            location: Location::caller(),
+        }
     }
 
     #[test]
-    fn fifo_and_cancel_skips() {
+    fn fifo_with_sequence_numbers() {
         let mut r = Ready::new();
-        let here = Location::caller();
-        let (k1, i1) = r.push_call(noop(), here);
-        let (k2, i2) = r.push_call(noop(), here);
-        assert!(r.remove(k1, i1).is_some());
-        assert!(r.remove(k1, i1).is_none(), "a second remove finds nothing");
-        assert!(matches!(r.pop(), Some(Popped::Skip)));
-        match r.pop() {
-            Some(Popped::Call(slot)) => assert_eq!((slot.id, k2), (i2, k2)),
-            _ => panic!("expected the second callback"),
-        }
+        assert_eq!(r.push(call()), 0);
+        assert_eq!(r.push(Entry::Main), 1);
+        assert!(matches!(r.pop(), Some(Entry::Call { .. })));
+        assert_eq!(r.push(call()), 2);
+        assert!(matches!(r.pop(), Some(Entry::Main)));
+        assert!(matches!(r.pop(), Some(Entry::Call { .. })));
         assert!(r.pop().is_none());
     }
 
     #[test]
-    fn reused_key_does_not_match_old_id() {
+    fn cancel_takes_the_callback_once_and_only_while_queued() {
         let mut r = Ready::new();
-        let here = Location::caller();
-        let (k1, i1) = r.insert(noop(), here, true);
-        r.remove(k1, i1);
-        let (k2, i2) = r.insert(noop(), here, true);
-        assert_eq!(k1, k2, "the slab reuses the key");
-        assert_ne!(i1, i2);
-        assert!(!r.queue_stored(k1, i1), "a stale id is not queued");
-        assert!(r.queue_stored(k2, i2));
+        let a = r.push(call());
+        let b = r.push(call());
+        assert!(r.cancel(a).is_some());
+        assert!(r.cancel(a).is_none(), "a second cancel finds nothing");
+        assert!(matches!(r.pop(), Some(Entry::Cancelled)));
+        assert!(matches!(r.pop(), Some(Entry::Call { .. })));
+        assert!(r.cancel(b).is_none(), "popped: too late to cancel");
+        assert!(r.cancel(99).is_none(), "never pushed");
+    }
+
+    #[test]
+    fn cancel_leaves_other_kinds_alone() {
+        let mut r = Ready::new();
+        let m = r.push(Entry::Main);
+        assert!(r.cancel(m).is_none());
+        assert!(matches!(r.pop(), Some(Entry::Main)));
     }
 }

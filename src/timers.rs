@@ -1,17 +1,25 @@
 //! The timer store: deadlines ordered by time, then by scheduling order.
 //!
-//! A binary min-heap of `(when, id, key)`. `when` is in nanoseconds of the loop's
-//! clock; `id` grows with every scheduled callback, so equal deadlines pop in the
-//! order they were scheduled. The callbacks themselves live in the ready queue's
-//! slab under `key`: cancelling a timer removes its slot there in O(1) and leaves
-//! a *stale* entry here, which is skipped when it reaches the top. Stale entries
-//! are counted, and the heap is rebuilt without them once they are more than half
-//! of it, so endless schedule-and-cancel cycles keep memory flat.
+//! Callbacks live in a slab under `(key, id)`; a binary min-heap orders
+//! `(when, id, key)`. `when` is in nanoseconds of the loop's clock; `id` grows with
+//! every timer, so equal deadlines pop in the order they were scheduled. Cancelling
+//! removes the slot in O(1) (dropping the closure at once) and leaves a *stale* heap
+//! entry behind, skipped when it reaches the top. Stale entries are counted, and the
+//! heap is rebuilt without them once they are more than half of it, so endless
+//! schedule-and-cancel cycles keep memory flat.
+//!
+//! A timer that fires leaves the heap but keeps its slot until its callback is taken
+//! to run, so that it can still be cancelled from the ready queue.
 //!
 //! Pure data structure: every operation takes the current time as an argument.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::panic::Location;
+
+use slab::Slab;
+
+use crate::ready::{Callback, key_u32};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct TimerEntry {
@@ -37,59 +45,110 @@ impl PartialOrd for TimerEntry {
 /// the stale entries do.
 const COMPACT_MIN: usize = 64;
 
-/// The timer heap. See the module docs.
-#[derive(Default)]
+/// A scheduled timer's callback.
+pub(crate) struct TimerSlot {
+    id: u64,
+    pub(crate) callback: Callback,
+    pub(crate) location: &'static Location<'static>,
+    /// Still in the heap (not yet fired): a cancel leaves a stale heap entry.
+    pub(crate) in_heap: bool,
+}
+
+/// The timer store. See the module docs.
 pub(crate) struct Timers {
+    slots: Slab<TimerSlot>,
     heap: BinaryHeap<TimerEntry>,
     /// How many heap entries refer to cancelled timers. Invariant: `stale <= heap.len()`.
     stale: usize,
+    next_id: u64,
 }
 
 impl Timers {
     pub(crate) fn new() -> Timers {
-        Timers::default()
-    }
-
-    /// Adds the timer `(key, id)` due at `when`.
-    pub(crate) fn push(&mut self, when: u64, id: u64, key: u32) {
-        self.heap.push(TimerEntry { when, id, key });
-    }
-
-    /// Records that one entry went stale (its timer was cancelled), compacting the
-    /// heap with `is_live` once stale entries are the majority.
-    pub(crate) fn cancelled(&mut self, is_live: impl FnMut(u32, u64) -> bool) {
-        self.stale += 1;
-        if self.heap.len() >= COMPACT_MIN && self.stale * 2 > self.heap.len() {
-            self.compact(is_live);
+        Timers {
+            slots: Slab::new(),
+            heap: BinaryHeap::new(),
+            stale: 0,
+            next_id: 0,
         }
     }
 
-    fn compact(&mut self, mut is_live: impl FnMut(u32, u64) -> bool) {
-        self.heap.retain(|e| is_live(e.key, e.id));
-        self.stale = 0;
+    /// Adds a timer due at `when`; returns its `(key, id)`.
+    pub(crate) fn insert(
+        &mut self,
+        when: u64,
+        callback: Callback,
+        location: &'static Location<'static>,
+    ) -> (u32, u64) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let key = key_u32(self.slots.insert(TimerSlot {
+            id,
+            callback,
+            location,
+            in_heap: true,
+        }));
+        self.heap.push(TimerEntry { when, id, key });
+        (key, id)
     }
 
-    /// Pops every timer due at `now` (`when <= now`) in order, handing each to
-    /// `fire`, which returns false for a stale entry.
-    pub(crate) fn pop_expired(&mut self, now: u64, mut fire: impl FnMut(u32, u64) -> bool) {
+    fn is_live(slots: &Slab<TimerSlot>, key: u32, id: u64) -> bool {
+        matches!(slots.get(key as usize), Some(s) if s.id == id)
+    }
+
+    /// Cancels the timer `(key, id)` if it has not run: its slot is handed back for
+    /// the caller to drop outside its borrow. Returns `None` if it already ran or was
+    /// cancelled.
+    pub(crate) fn cancel(&mut self, key: u32, id: u64) -> Option<TimerSlot> {
+        if !Self::is_live(&self.slots, key, id) {
+            return None;
+        }
+        let slot = self.slots.remove(key as usize);
+        if slot.in_heap {
+            self.stale += 1;
+            if self.heap.len() >= COMPACT_MIN && self.stale * 2 > self.heap.len() {
+                let slots = &self.slots;
+                self.heap.retain(|e| Self::is_live(slots, e.key, e.id));
+                self.stale = 0;
+            }
+        }
+        Some(slot)
+    }
+
+    /// Takes a fired timer's callback out to run it.
+    pub(crate) fn take(&mut self, key: u32, id: u64) -> Option<TimerSlot> {
+        if Self::is_live(&self.slots, key, id) {
+            Some(self.slots.remove(key as usize))
+        } else {
+            None
+        }
+    }
+
+    /// Pops every live timer due at `now` (`when <= now`) in order, handing each
+    /// `(key, id)` to `fire`. Returns how many fired.
+    pub(crate) fn pop_expired(&mut self, now: u64, mut fire: impl FnMut(u32, u64)) -> u64 {
+        let mut fired = 0;
         while let Some(top) = self.heap.peek() {
             if top.when > now {
                 break;
             }
             let e = self.heap.pop().expect("peeked");
-            if !fire(e.key, e.id) {
-                self.stale = self.stale.saturating_sub(1);
+            match self.slots.get_mut(e.key as usize) {
+                Some(slot) if slot.id == e.id => {
+                    slot.in_heap = false;
+                    fire(e.key, e.id);
+                    fired += 1;
+                }
+                _ => self.stale = self.stale.saturating_sub(1),
             }
         }
+        fired
     }
 
     /// The deadline of the earliest live timer, dropping stale entries from the top.
-    pub(crate) fn next_deadline(
-        &mut self,
-        mut is_live: impl FnMut(u32, u64) -> bool,
-    ) -> Option<u64> {
+    pub(crate) fn next_deadline(&mut self) -> Option<u64> {
         while let Some(top) = self.heap.peek() {
-            if is_live(top.key, top.id) {
+            if Self::is_live(&self.slots, top.key, top.id) {
                 return Some(top.when);
             }
             self.heap.pop();
@@ -98,7 +157,7 @@ impl Timers {
         None
     }
 
-    /// Whether the heap is empty (it may hold only stale entries and still be non-empty).
+    /// Whether no timer waits in the heap (fired ones may still wait to run).
     pub(crate) fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
@@ -109,75 +168,81 @@ impl Timers {
         self.heap.len()
     }
 
-    /// Forgets every timer (their callbacks are dropped with the ready slab).
-    pub(crate) fn clear(&mut self) {
+    /// Forgets every timer, handing the callbacks back to be dropped by the caller.
+    pub(crate) fn clear(&mut self) -> Slab<TimerSlot> {
         self.heap.clear();
         self.stale = 0;
+        std::mem::take(&mut self.slots)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
+
+    fn noop() -> Callback {
+        Box::new(|_| {})
+    }
+
+    fn at(t: &mut Timers, when: u64) -> (u32, u64) {
+        t.insert(when, noop(), Location::caller())
+    }
+
+    fn expired(t: &mut Timers, now: u64) -> Vec<u64> {
+        let mut got = vec![];
+        t.pop_expired(now, |_, id| got.push(id));
+        got
+    }
 
     #[test]
     fn pops_in_deadline_then_schedule_order() {
         let mut t = Timers::new();
-        t.push(20, 1, 0);
-        t.push(10, 2, 1);
-        t.push(20, 3, 2);
-        t.push(10, 4, 3);
-        let mut got = vec![];
-        t.pop_expired(15, |k, _| {
-            got.push(k);
-            true
-        });
-        assert_eq!(got, vec![1, 3]);
-        t.pop_expired(20, |k, _| {
-            got.push(k);
-            true
-        });
-        assert_eq!(got, vec![1, 3, 0, 2]);
+        let a = at(&mut t, 20).1;
+        let b = at(&mut t, 10).1;
+        let c = at(&mut t, 20).1;
+        let d = at(&mut t, 10).1;
+        assert_eq!(expired(&mut t, 15), vec![b, d]);
+        assert_eq!(expired(&mut t, 20), vec![a, c]);
         assert!(t.is_empty());
     }
 
     #[test]
     fn never_pops_before_deadline() {
         let mut t = Timers::new();
-        t.push(100, 1, 0);
-        t.pop_expired(99, |_, _| panic!("fired early"));
-        assert_eq!(t.next_deadline(|_, _| true), Some(100));
+        at(&mut t, 100);
+        assert!(expired(&mut t, 99).is_empty());
+        assert_eq!(t.next_deadline(), Some(100));
     }
 
     #[test]
     fn next_deadline_skips_cancelled() {
         let mut t = Timers::new();
-        t.push(5, 1, 0);
-        t.push(9, 2, 1);
-        let dead: HashSet<u64> = [1].into();
-        t.cancelled(|_, id| !dead.contains(&id));
-        assert_eq!(t.next_deadline(|_, id| !dead.contains(&id)), Some(9));
+        let (k, i) = at(&mut t, 5);
+        at(&mut t, 9);
+        assert!(t.cancel(k, i).is_some());
+        assert!(t.cancel(k, i).is_none(), "twice is a no-op");
+        assert_eq!(t.next_deadline(), Some(9));
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn a_fired_timer_can_be_cancelled_until_taken() {
+        let mut t = Timers::new();
+        let (k, i) = at(&mut t, 1);
+        assert_eq!(expired(&mut t, 1), vec![i]);
+        assert!(t.cancel(k, i).is_some());
+        assert!(t.take(k, i).is_none());
     }
 
     #[test]
     fn schedule_cancel_cycles_keep_memory_flat() {
         let mut t = Timers::new();
-        let mut live: HashSet<u64> = HashSet::new();
-        for id in 0..1_000_000u64 {
-            t.push(1_000 + id, id, 0);
-            // cancel it straight away
-            t.cancelled(|_, i| live.contains(&i));
-            if id % 1000 == 0 {
-                live.insert(id); // keep a few alive for good measure
-                t.push(5, id, 0);
-            }
-            assert!(
-                t.len() <= 2 * COMPACT_MIN + 4 * live.len(),
-                "heap grew to {}",
-                t.len()
-            );
+        let keep: Vec<_> = (0..10).map(|i| at(&mut t, 5 + i)).collect();
+        for n in 0..1_000_000u64 {
+            let (k, i) = at(&mut t, 1_000 + n);
+            t.cancel(k, i);
+            assert!(t.len() <= 2 * COMPACT_MIN + 20, "heap grew to {}", t.len());
         }
+        assert_eq!(expired(&mut t, 100).len(), keep.len());
     }
 }
