@@ -775,26 +775,38 @@ impl Loop {
     /// what was pending (a closure's `Drop` scheduling more work: that work is
     /// dropped too, the returned handle cancelled). Panics on a closed loop otherwise.
     #[track_caller]
+    #[inline]
     fn closing_drops(&self, what: &str) -> bool {
-        if self.inner.dropping.get() {
-            return true;
+        // One branch on the hot path: `dropping` implies `closed`.
+        if self.inner.closed.get() {
+            if self.inner.dropping.get() {
+                return true;
+            }
+            self.closed_panic(what);
         }
-        self.check_open(what);
         false
+    }
+
+    #[track_caller]
+    #[cold]
+    fn closed_panic(&self, what: &str) -> ! {
+        panic!(
+            "Loop::{what} called on a closed loop: a closed loop runs nothing more; create a new Loop"
+        );
     }
 
     /// Panics with a clear message if the loop is closed.
     #[track_caller]
+    #[inline]
     pub(crate) fn check_open(&self, what: &str) {
         if self.inner.closed.get() {
-            panic!(
-                "Loop::{what} called on a closed loop: a closed loop runs nothing more; create a new Loop"
-            );
+            self.closed_panic(what);
         }
     }
 
     /// Runs `f` as a callback would run: panics caught and reported, slow calls
     /// reported in debug mode.
+    #[inline]
     pub(crate) fn invoke(
         &self,
         what: &str,
@@ -802,24 +814,35 @@ impl Loop {
         f: impl FnOnce(),
     ) {
         if self.inner.debug {
-            let start = Instant::now();
-            self.catch(location, f);
-            let took = start.elapsed();
-            self.inner.stats.callback_took(took, location);
-            if took >= self.inner.slow_callback {
-                log::warn!("Executing {what} scheduled at {location} took {took:.3?}");
-            }
+            self.invoke_timed(what, location, f);
         } else {
             self.catch(location, f);
         }
     }
 
+    #[inline(never)]
+    fn invoke_timed(&self, what: &str, location: &'static Location<'static>, f: impl FnOnce()) {
+        let start = Instant::now();
+        self.catch(location, f);
+        let took = start.elapsed();
+        self.inner.stats.callback_took(took, location);
+        if took >= self.inner.slow_callback {
+            log::warn!("Executing {what} scheduled at {location} took {took:.3?}");
+        }
+    }
+
+    #[inline]
     fn catch(&self, location: &'static Location<'static>, f: impl FnOnce()) {
         if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
-            let ctx =
-                ErrorContext::from_panic("a callback panicked", &*payload).with_location(location);
-            self.call_exception_handler(ctx);
+            self.report_panic(location, payload);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn report_panic(&self, location: &'static Location<'static>, payload: Box<dyn Any + Send>) {
+        let ctx = ErrorContext::from_panic("a callback panicked", &*payload).with_location(location);
+        self.call_exception_handler(ctx);
     }
 
     // ----- the iteration -----
