@@ -320,7 +320,7 @@ impl Loop {
         let (seq, was_empty) = {
             let mut ready = self.inner.ready.borrow_mut();
             let was_empty = ready.is_empty();
-            let callback = Box::new(f);
+            let callback = Callback::new(f);
             (ready.push(Entry::Call { callback, location }), was_empty)
         };
         if was_empty {
@@ -348,7 +348,7 @@ impl Loop {
             let h = Handle::new(Weak::new(), Target::Call { seq: u64::MAX }).cancelled();
             return TimerHandle::new(h, instant);
         }
-        self.schedule_timer(when, instant, Some(now), Box::new(f), location)
+        self.schedule_timer(when, instant, Some(now), Callback::new(f), location)
     }
 
     /// Schedules `f` to run at `when` on the loop's clock (at once if `when` has
@@ -364,7 +364,7 @@ impl Loop {
             return TimerHandle::new(h, when);
         }
         let ns = self.inner.clock.ns_of(when);
-        self.schedule_timer(ns, when, None, Box::new(f), location)
+        self.schedule_timer(ns, when, None, Callback::new(f), location)
     }
 
     fn schedule_timer(
@@ -1060,7 +1060,7 @@ impl Loop {
             match popped {
                 None => break, // close() from a callback is refused, but be safe
                 Some(Entry::Call { callback, location }) => {
-                    self.invoke("callback", location, || callback(self));
+                    self.invoke("callback", location, || callback.call(self));
                 }
                 Some(Entry::Cancelled) => skipped += 1,
                 Some(Entry::Main) => main(),
@@ -1080,7 +1080,7 @@ impl Loop {
                 let slot = self.inner.timers.borrow_mut().take(key, id);
                 if let Some(slot) = slot {
                     let callback = slot.callback;
-                    self.invoke("timer", slot.location, || callback(self));
+                    self.invoke("timer", slot.location, || callback.call(self));
                 }
             }
             Entry::Io { key, id, write } => {

@@ -56,6 +56,7 @@
 #![warn(missing_docs)]
 #![warn(rust_2018_idioms)]
 
+mod callback;
 mod clock;
 mod errors;
 mod event_loop;

@@ -16,8 +16,7 @@ use slab::Slab;
 use crate::Loop;
 use crate::remote::Queued;
 
-/// A one-shot callback.
-pub(crate) type Callback = Box<dyn FnOnce(&Loop)>;
+pub(crate) use crate::callback::Callback;
 
 /// Work that an upper layer (a task step) queues without boxing a closure per
 /// schedule: the same `Rc` is queued again and again.
@@ -195,7 +194,7 @@ mod tests {
 
     fn call() -> Entry {
         Entry::Call {
-            callback: Box::new(|_| {}),
+            callback: Callback::new(|_| {}),
             location: Location::caller(),
         }
     }

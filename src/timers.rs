@@ -181,7 +181,7 @@ mod tests {
     use super::*;
 
     fn noop() -> Callback {
-        Box::new(|_| {})
+        Callback::new(|_| {})
     }
 
     fn at(t: &mut Timers, when: u64) -> (u32, u64) {
