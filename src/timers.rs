@@ -13,8 +13,6 @@
 //!
 //! Pure data structure: every operation takes the current time as an argument.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::panic::Location;
 
 use slab::Slab;
@@ -28,16 +26,94 @@ struct TimerEntry {
     key: u32,
 }
 
-impl Ord for TimerEntry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Reversed: `BinaryHeap` is a max-heap and we want the earliest on top.
-        (other.when, other.id).cmp(&(self.when, self.id))
+impl TimerEntry {
+    /// Earlier deadline first; equal deadlines in scheduling order.
+    #[inline]
+    fn before(&self, other: &TimerEntry) -> bool {
+        (self.when, self.id) < (other.when, other.id)
     }
 }
 
-impl PartialOrd for TimerEntry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+/// A 4-ary min-heap of timer entries: half the depth of a binary heap, and the four
+/// children of a node are adjacent, so a pop touches fewer cache lines (the heap of a
+/// loop with 200,000 timers is megabytes).
+#[derive(Default)]
+struct QuadHeap {
+    v: Vec<TimerEntry>,
+}
+
+impl QuadHeap {
+    fn len(&self) -> usize {
+        self.v.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.v.is_empty()
+    }
+
+    fn peek(&self) -> Option<&TimerEntry> {
+        self.v.first()
+    }
+
+    fn clear(&mut self) {
+        self.v.clear();
+    }
+
+    fn push(&mut self, e: TimerEntry) {
+        let mut i = self.v.len();
+        self.v.push(e);
+        while i > 0 {
+            let parent = (i - 1) / 4;
+            if !e.before(&self.v[parent]) {
+                break;
+            }
+            self.v[i] = self.v[parent];
+            i = parent;
+        }
+        self.v[i] = e;
+    }
+
+    fn pop(&mut self) -> Option<TimerEntry> {
+        let last = self.v.pop()?;
+        if self.v.is_empty() {
+            return Some(last);
+        }
+        let top = self.v[0];
+        self.sift_down(0, last);
+        Some(top)
+    }
+
+    /// Puts `e` at `i` (a hole) and moves it down to its place.
+    fn sift_down(&mut self, mut i: usize, e: TimerEntry) {
+        let n = self.v.len();
+        loop {
+            let first = 4 * i + 1;
+            if first >= n {
+                break;
+            }
+            let last = (first + 4).min(n);
+            let mut best = first;
+            for c in first + 1..last {
+                if self.v[c].before(&self.v[best]) {
+                    best = c;
+                }
+            }
+            if !self.v[best].before(&e) {
+                break;
+            }
+            self.v[i] = self.v[best];
+            i = best;
+        }
+        self.v[i] = e;
+    }
+
+    /// Keeps the entries for which `keep` holds, and restores the heap order.
+    fn retain(&mut self, keep: impl FnMut(&TimerEntry) -> bool) {
+        self.v.retain(keep);
+        for i in (0..self.v.len().div_ceil(4)).rev() {
+            let e = self.v[i];
+            self.sift_down(i, e);
+        }
     }
 }
 
@@ -57,7 +133,7 @@ pub(crate) struct TimerSlot {
 /// The timer store. See the module docs.
 pub(crate) struct Timers {
     slots: Slab<TimerSlot>,
-    heap: BinaryHeap<TimerEntry>,
+    heap: QuadHeap,
     /// How many heap entries refer to cancelled timers. Invariant: `stale <= heap.len()`.
     stale: usize,
     next_id: u64,
@@ -67,7 +143,7 @@ impl Timers {
     pub(crate) fn new() -> Timers {
         Timers {
             slots: Slab::new(),
-            heap: BinaryHeap::new(),
+            heap: QuadHeap::default(),
             stale: 0,
             next_id: 0,
         }
@@ -103,7 +179,7 @@ impl Timers {
         if !Self::is_live(&self.slots, key, id) {
             return None;
         }
-        let slot = self.slots.remove(key as usize);
+        let slot = self.remove(key);
         if slot.in_heap {
             self.stale += 1;
             if self.heap.len() >= COMPACT_MIN && self.stale * 2 > self.heap.len() {
@@ -118,10 +194,20 @@ impl Timers {
     /// Takes a fired timer's callback out to run it.
     pub(crate) fn take(&mut self, key: u32, id: u64) -> Option<TimerSlot> {
         if Self::is_live(&self.slots, key, id) {
-            Some(self.slots.remove(key as usize))
+            Some(self.remove(key))
         } else {
             None
         }
+    }
+
+    fn remove(&mut self, key: u32) -> TimerSlot {
+        let slot = self.slots.remove(key as usize);
+        if self.slots.is_empty() {
+            // Forget the free list (its order is scattered): the next timers fill the
+            // slab front to back, touching memory in order.
+            self.slots.clear();
+        }
+        slot
     }
 
     /// Pops every live timer due at `now` (`when <= now`) in order, handing each
@@ -192,6 +278,31 @@ mod tests {
         let mut got = vec![];
         t.pop_expired(now, |_, id| got.push(id));
         got
+    }
+
+    #[test]
+    fn quad_heap_pops_sorted() {
+        let mut h = QuadHeap::default();
+        let mut x = 12345u64;
+        let mut all = vec![];
+        for id in 0..2000u64 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let e = TimerEntry {
+                when: x % 97,
+                id,
+                key: id as u32,
+            };
+            all.push(e);
+            h.push(e);
+        }
+        h.retain(|e| e.id % 3 != 0);
+        all.retain(|e| e.id % 3 != 0);
+        all.sort_by_key(|e| (e.when, e.id));
+        let mut got = vec![];
+        while let Some(e) = h.pop() {
+            got.push(e);
+        }
+        assert_eq!(got, all);
     }
 
     #[test]
