@@ -5,7 +5,7 @@
 //! every timer, so equal deadlines pop in the order they were scheduled. Cancelling
 //! removes the slot in O(1) (dropping the closure at once) and leaves a *stale* heap
 //! entry behind, skipped when it reaches the top. Stale entries are counted, and the
-//! heap is rebuilt without them once they are more than half of it, so endless
+//! heap is rebuilt without them once they are half of it or more, so endless
 //! schedule-and-cancel cycles keep memory flat.
 //!
 //! A timer that fires leaves the heap but keeps its slot until its callback is taken
@@ -182,7 +182,7 @@ impl Timers {
         let slot = self.remove(key);
         if slot.in_heap {
             self.stale += 1;
-            if self.heap.len() >= COMPACT_MIN && self.stale * 2 > self.heap.len() {
+            if self.heap.len() >= COMPACT_MIN && self.stale * 2 >= self.heap.len() {
                 let slots = &self.slots;
                 self.heap.retain(|e| Self::is_live(slots, e.key, e.id));
                 self.stale = 0;
