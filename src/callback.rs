@@ -1,4 +1,5 @@
-//! `Callback`: a one-shot `FnOnce(&Loop)` stored in one word when it fits.
+//! `Callback` and `SendCallback`: a one-shot `FnOnce(&Loop)` stored in one word when
+//! it fits.
 //!
 //! Most callbacks capture a word or less (an `Rc`, a `Box`, an integer, a reference).
 //! A `Box<dyn FnOnce>` would allocate for each of them; `Callback` keeps such a
@@ -22,15 +23,31 @@ struct VTable {
     drop: unsafe fn(MaybeUninit<usize>),
 }
 
-/// A one-shot callback. `!Send`: the closure need not be.
-pub(crate) struct Callback {
+/// A one-shot callback of the loop's thread. `!Send`: the closure need not be.
+pub(crate) type Callback = Thunk<Local>;
+
+/// A one-shot callback made from a `Send` closure (a threadsafe call): `Send`.
+pub(crate) type SendCallback = Thunk<Sendable>;
+
+/// Marks a [`Thunk`] holding a closure that may not be `Send` (the raw pointer makes
+/// the thunk `!Send` and `!Sync`).
+pub(crate) struct Local {
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Marks a [`Thunk`] built by [`Thunk::new_send`] from a `Send` closure. (`Sync` is
+/// harmless: nothing reaches the closure through `&Thunk`.)
+pub(crate) struct Sendable;
+
+/// A one-shot callback: two words, the closure or its box, and a vtable.
+pub(crate) struct Thunk<M> {
     /// Invariant: holds exactly one live closure of the type `vtable` was made for:
     /// the closure itself when it fits in a word (`Inline`), else a pointer from
     /// `Box::into_raw` (`Boxed`). It is consumed exactly once: by `call` (which
     /// skips `Drop`) or by `Drop`.
     data: MaybeUninit<usize>,
     vtable: &'static VTable,
-    _not_send: PhantomData<*const ()>,
+    _marker: PhantomData<M>,
 }
 
 /// Whether `F` can live in the data word.
@@ -88,10 +105,25 @@ impl<F: FnOnce(&Loop)> Boxed<F> {
     }
 }
 
-impl Callback {
+impl Thunk<Local> {
     /// Stores `f`, inline if it fits in a word.
     #[inline]
     pub(crate) fn new<F: FnOnce(&Loop) + 'static>(f: F) -> Callback {
+        Thunk::make(f)
+    }
+}
+
+impl Thunk<Sendable> {
+    /// Stores a `Send` closure, inline if it fits in a word.
+    #[inline]
+    pub(crate) fn new_send<F: FnOnce(&Loop) + Send + 'static>(f: F) -> SendCallback {
+        Thunk::make(f)
+    }
+}
+
+impl<M> Thunk<M> {
+    #[inline]
+    fn make<F: FnOnce(&Loop) + 'static>(f: F) -> Thunk<M> {
         let f = ManuallyDrop::new(f);
         let mut data = MaybeUninit::<usize>::uninit();
         let vtable = if fits::<F>() {
@@ -103,10 +135,10 @@ impl Callback {
             data.write(Box::into_raw(Box::new(ManuallyDrop::into_inner(f))) as usize);
             &Boxed::<F>::VTABLE
         };
-        Callback {
+        Thunk {
             data,
             vtable,
-            _not_send: PhantomData,
+            _marker: PhantomData,
         }
     }
 
@@ -121,7 +153,7 @@ impl Callback {
     }
 }
 
-impl Drop for Callback {
+impl<M> Drop for Thunk<M> {
     fn drop(&mut self) {
         // SAFETY: the closure was not called (`call` skips this), so it is live and
         // dropped here exactly once.
@@ -232,6 +264,27 @@ mod tests {
             assert!(r.is_err());
             assert_eq!(drops.get(), 1, "boxed: {boxed}");
         }
+    }
+
+    #[test]
+    fn a_send_callback_crosses_threads_and_runs_once() {
+        let lp = lp();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let h = hits.clone();
+        let small = SendCallback::new_send(move |_| {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        let h = hits.clone();
+        let pad = [3u64; 4];
+        let large = SendCallback::new_send(move |_| {
+            let _ = pad;
+            h.fetch_add(10, std::sync::atomic::Ordering::SeqCst);
+        });
+        let (small, large) = std::thread::spawn(move || (small, large)).join().unwrap();
+        small.call(&lp);
+        large.call(&lp);
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 11);
+        assert_eq!(std::sync::Arc::strong_count(&hits), 1, "captures dropped");
     }
 
     #[test]

@@ -10,14 +10,13 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
 
 use crate::clock::{Clock, nanos};
 use crate::errors::{Error, ErrorContext, default_exception_handler};
 use crate::handle::{Handle, Target, TimerHandle};
 use crate::io::Io;
 use crate::ready::{Callback, Entry, Ready, Runnable, RunnableId, Runnables};
-use crate::remote::{Queued, Remote, Shared};
+use crate::remote::{CallCell, Queued, Remote, Shared};
 use crate::source::{Readiness, SourceHandler, SourceId};
 use crate::stats::{Counters, Stats, add};
 use crate::timers::Timers;
@@ -81,8 +80,10 @@ pub(crate) struct Inner {
     ready: RefCell<Ready>,
     timers: RefCell<Timers>,
     io: RefCell<Io>,
-    /// The remote queue; `None` once closed (dropping it fails later sends).
-    rx: RefCell<Option<Receiver<Queued>>>,
+    /// A spare buffer swapped with the remote queue's on each drain.
+    drained: RefCell<Vec<Queued>>,
+    /// Spent threadsafe-call cells, handed back to the pool at the next drain.
+    recycled: RefCell<Vec<Arc<CallCell>>>,
     shared: Arc<Shared>,
     clock: Clock,
     running: Cell<bool>,
@@ -206,13 +207,14 @@ impl LoopBuilder {
     /// Builds the loop on the current thread.
     pub fn build(self) -> io::Result<Loop> {
         let (io, waker) = Io::new()?;
-        let (shared, rx) = Shared::new(waker);
+        let shared = Shared::new(waker);
         self.clock.attach(&shared);
         let inner = Rc::new(Inner {
             ready: RefCell::new(Ready::new()),
             timers: RefCell::new(Timers::new()),
             io: RefCell::new(io),
-            rx: RefCell::new(Some(rx)),
+            drained: RefCell::new(Vec::new()),
+            recycled: RefCell::new(Vec::new()),
             shared,
             clock: self.clock,
             running: Cell::new(false),
@@ -537,17 +539,12 @@ impl Loop {
             return Ok(());
         }
         inner.stopping.set(false);
-        inner.shared.set_closed();
         // Take everything out first, then drop it with no borrow held: a closure's
         // `Drop` may call back into the loop (and what it schedules is dropped too).
         inner.dropping.set(true);
         let _reset = ResetOnDrop(&inner.dropping);
-        let rx = inner.rx.borrow_mut().take();
-        let mut pending: Vec<Queued> = Vec::new();
-        if let Some(rx) = rx {
-            pending.extend(rx.try_iter());
-            drop(rx); // later sends fail; anything that raced in is discarded
-        }
+        // Later sends fail; what was queued is discarded (marked cancelled).
+        let pending = inner.shared.shut();
         let queued = inner.ready.borrow_mut().drain_all();
         let timers = inner.timers.borrow_mut().clear();
         let io = inner.io.borrow_mut().clear();
@@ -692,6 +689,11 @@ impl Loop {
     /// The number of the current iteration (for per-iteration budgets).
     pub(crate) fn iteration(&self) -> u64 {
         self.inner.stats.iterations.get()
+    }
+
+    /// Keeps a spent threadsafe-call cell for reuse.
+    pub(crate) fn recycle_cell(&self, cell: Arc<CallCell>) {
+        self.inner.recycled.borrow_mut().push(cell);
     }
 
     /// A reference that does not keep the loop alive.
@@ -887,10 +889,7 @@ impl Loop {
         if inner.closed.get() {
             return;
         }
-        let asleep = match &*inner.rx.borrow() {
-            Some(rx) => inner.shared.prepare_sleep(rx),
-            None => true,
-        };
+        let asleep = inner.shared.prepare_sleep();
         if !asleep || !inner.ready.borrow().is_empty() || inner.stopping.get() {
             inner.shared.force_wake();
         }
@@ -902,7 +901,7 @@ impl Loop {
         let inner = &*self.inner;
         !inner.ready.borrow().is_empty()
             || inner.stopping.get()
-            || inner.rx.borrow().as_ref().is_some_and(|rx| !rx.is_empty())
+            || inner.shared.has_pending()
     }
 
     /// The earliest live timer's deadline, in clock nanoseconds.
@@ -969,9 +968,7 @@ impl Loop {
             inner.unpolled.set(0);
             if blocking {
                 self.arm_timerfd();
-                let rx = inner.rx.borrow();
-                let rx = rx.as_ref().expect("a running loop has its queue");
-                if !inner.shared.prepare_sleep(rx) {
+                if !inner.shared.prepare_sleep() {
                     timeout = Some(Duration::ZERO);
                 }
             }
@@ -1034,16 +1031,18 @@ impl Loop {
 
         // 4. Threadsafe calls.
         {
-            let rx = inner.rx.borrow();
-            if let Some(rx) = rx.as_ref()
-                && !rx.is_empty()
-            {
-                let mut ready = inner.ready.borrow_mut();
-                let before = ready.len();
-                for call in rx.try_iter() {
-                    ready.push(Entry::Remote(call));
-                }
-                add(&inner.stats.remote_calls, (ready.len() - before) as u64);
+            let mut recycled = inner.recycled.borrow_mut();
+            if !recycled.is_empty() {
+                inner.shared.give_back(&mut recycled);
+            }
+        }
+        if inner.shared.has_pending() {
+            let mut drained = inner.drained.borrow_mut();
+            inner.shared.drain(&mut drained);
+            let mut ready = inner.ready.borrow_mut();
+            add(&inner.stats.remote_calls, drained.len() as u64);
+            for call in drained.drain(..) {
+                ready.push(Entry::Remote(call));
             }
         }
 
@@ -1109,10 +1108,8 @@ impl Loop {
                     });
                 }
             }
-            Entry::Remote(call) => {
-                let location = call.location();
-                self.invoke("threadsafe call", location, || call.run(self));
-            }
+            // Runs as a callback itself (catching panics), then recycles its cell.
+            Entry::Remote(call) => call.run(self),
             Entry::Runnable(r) => {
                 let location = r.location();
                 self.invoke("task step", location, || r.run(self));
@@ -1166,7 +1163,8 @@ impl Drop for Inner {
         drop(runnables);
         let addr = Arc::as_ptr(&self.shared) as usize;
         let _ = OWNED.try_with(|o| o.borrow_mut().retain(|(a, _)| *a != addr));
-        self.shared.set_closed();
+        // Later sends fail; calls still queued are discarded (marked cancelled).
+        drop(self.shared.shut());
     }
 }
 

@@ -1,21 +1,24 @@
 //! `Remote`: how other threads reach a loop.
 //!
-//! Threadsafe calls travel through an unbounded crossbeam channel, drained by the
-//! loop once per iteration. A loop blocked in poll is woken through a `mio::Waker`
-//! (an eventfd). Wake-ups are coalesced by the `state` flag: producers wake the loop
-//! only when it has announced that it is about to sleep, and only the first of them
-//! does; a burst of N calls costs at most one syscall, and calls made while the loop
-//! is busy cost none.
+//! Threadsafe calls are pushed onto a mutex-guarded `Vec`, which the loop swaps out
+//! whole once per iteration (one lock per batch on its side; a lock and a push on a
+//! producer's). A `pending` flag lets the loop see that calls are waiting without
+//! taking the lock. A loop blocked in poll is woken through a `mio::Waker` (an
+//! eventfd). Wake-ups are coalesced by the `state` flag: producers wake the loop only
+//! when it has announced that it is about to sleep, and only the first of them does;
+//! a burst of N calls costs at most one syscall, and calls made while the loop is
+//! busy cost none.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::panic::Location;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering, fence};
 
-use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 use crate::Loop;
+use crate::callback::SendCallback;
 use crate::errors::Error;
 use crate::event_loop::local_loop;
 use crate::handle::RemoteHandle;
@@ -31,57 +34,97 @@ pub(crate) trait RemoteCall: Send + Sync {
     fn cancel(&self);
     /// Whether it was cancelled or discarded.
     fn is_cancelled(&self) -> bool;
-    /// Where it was sent from.
-    fn location(&self) -> &'static Location<'static>;
 }
 
 /// A queued remote call. Dropping it unrun discards the call, so a call that the loop
-/// never gets to (the loop closed, or the channel was torn down) drops its closure
-/// instead of keeping it alive in a handle.
-pub(crate) struct Queued(Option<Arc<dyn RemoteCall>>);
+/// never gets to (the loop closed first) drops its closure instead of keeping it alive
+/// in a handle.
+pub(crate) struct Queued(Option<Kind>);
+
+enum Kind {
+    /// A `call_soon_threadsafe` closure.
+    Call(Arc<CallCell>),
+    /// Anything else (a task's wake).
+    Other(Arc<dyn RemoteCall>),
+}
 
 impl Queued {
     pub(crate) fn new(call: Arc<dyn RemoteCall>) -> Queued {
-        Queued(Some(call))
+        Queued(Some(Kind::Other(call)))
     }
 
-    /// Runs the call on the loop thread.
+    /// Runs the call on the loop thread (as a callback: panics caught and reported).
     pub(crate) fn run(mut self, lp: &Loop) {
-        if let Some(call) = self.0.take() {
-            call.run(lp);
+        match self.0.take() {
+            Some(Kind::Call(cell)) => {
+                let taken = {
+                    let mut st = cell.state.lock();
+                    st.f.take().map(|f| (f, st.location))
+                };
+                if let Some((f, location)) = taken {
+                    lp.invoke("threadsafe call", location, || f.call(lp));
+                }
+                // No handle left: nobody can see the cell again, so it is reused.
+                if Arc::strong_count(&cell) == 1 {
+                    lp.recycle_cell(cell);
+                }
+            }
+            Some(Kind::Other(call)) => call.run(lp),
+            None => {}
         }
-    }
-
-    pub(crate) fn location(&self) -> &'static Location<'static> {
-        self.0.as_ref().map_or(Location::caller(), |c| c.location())
     }
 }
 
 impl Drop for Queued {
     fn drop(&mut self) {
-        if let Some(call) = self.0.take() {
-            call.discard();
+        match self.0.take() {
+            Some(Kind::Call(cell)) => cell.discard(),
+            Some(Kind::Other(call)) => call.discard(),
+            None => {}
         }
     }
 }
 
-/// A closure sent by `call_soon_threadsafe`.
-struct RemoteCell<F> {
-    f: Mutex<Option<F>>,
+/// The cell of a `call_soon_threadsafe` call, shared by the queue and the
+/// [`RemoteHandle`]. Cells carry no type parameter, so that the loop can hand a spent
+/// one back (through [`Shared::give_back`]) to be reused by the next call from any
+/// thread: a threadsafe call then allocates nothing, on either side.
+pub(crate) struct CallCell {
+    state: Mutex<CellState>,
     cancelled: AtomicBool,
+}
+
+struct CellState {
+    /// The closure, until it runs, is cancelled or discarded.
+    f: Option<SendCallback>,
     location: &'static Location<'static>,
 }
 
-impl<F: FnOnce(&Loop) + Send + 'static> RemoteCall for RemoteCell<F> {
+impl CallCell {
+    fn new() -> CallCell {
+        CallCell {
+            state: Mutex::new(CellState {
+                f: None,
+                location: Location::caller(),
+            }),
+            cancelled: AtomicBool::new(false),
+        }
+    }
+}
+
+impl RemoteCall for CallCell {
     fn run(&self, lp: &Loop) {
-        let f = self.f.lock().take();
-        if let Some(f) = f {
-            f(lp);
+        let taken = {
+            let mut st = self.state.lock();
+            st.f.take().map(|f| (f, st.location))
+        };
+        if let Some((f, location)) = taken {
+            lp.invoke("threadsafe call", location, || f.call(lp));
         }
     }
 
     fn discard(&self) {
-        let f = self.f.lock().take();
+        let f = self.state.lock().f.take();
         if f.is_some() {
             self.cancelled.store(true, Ordering::Release);
         }
@@ -90,17 +133,23 @@ impl<F: FnOnce(&Loop) + Send + 'static> RemoteCall for RemoteCell<F> {
 
     fn cancel(&self) {
         self.cancelled.store(true, Ordering::Release);
-        let f = self.f.lock().take();
+        let f = self.state.lock().f.take();
         drop(f);
     }
 
     fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
     }
+}
 
-    fn location(&self) -> &'static Location<'static> {
-        self.location
-    }
+/// How many spent cells a loop keeps for reuse, and how many a thread takes at once.
+const POOL_MAX: usize = 4096;
+const CACHE_REFILL: usize = 32;
+
+thread_local! {
+    /// Spent cells this thread took from a loop's pool, to fill without a lock. Cells
+    /// belong to no loop in particular.
+    static CELLS: RefCell<Vec<Arc<CallCell>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The loop is running callbacks or polling without blocking: it will look at the
@@ -114,29 +163,117 @@ const NOTIFIED: u8 = 2;
 
 /// The part of a loop that other threads hold.
 pub(crate) struct Shared {
-    tx: Sender<Queued>,
+    queue: Mutex<Calls>,
+    /// Spent call cells, for reuse (at most `POOL_MAX`).
+    pool: Mutex<Vec<Arc<CallCell>>>,
+    /// Set by a producer after it pushed; cleared by the loop before it drains. The
+    /// loop reads it without the lock to learn whether anything waits.
+    pending: AtomicBool,
     waker: mio::Waker,
     /// `AWAKE`, `SLEEPING` or `NOTIFIED`; see the constants.
     state: AtomicU8,
     closed: AtomicBool,
 }
 
+/// The queue proper.
+struct Calls {
+    calls: Vec<Queued>,
+    /// Set under the lock by `close()`: a push either lands before it (and is
+    /// discarded by `close()`) or sees it and fails.
+    closed: bool,
+}
+
 impl Shared {
-    pub(crate) fn new(waker: mio::Waker) -> (Arc<Shared>, Receiver<Queued>) {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let shared = Arc::new(Shared {
-            tx,
+    pub(crate) fn new(waker: mio::Waker) -> Arc<Shared> {
+        Arc::new(Shared {
+            queue: Mutex::new(Calls {
+                calls: Vec::new(),
+                closed: false,
+            }),
+            pool: Mutex::new(Vec::new()),
+            pending: AtomicBool::new(false),
             waker,
             state: AtomicU8::new(SLEEPING),
             closed: AtomicBool::new(false),
-        });
-        (shared, rx)
+        })
+    }
+
+    /// Queues a call. Fails (handing it back) if the loop is closed.
+    fn push(&self, call: Queued) -> Result<(), Queued> {
+        {
+            let mut q = self.queue.lock();
+            if q.closed {
+                return Err(call);
+            }
+            q.calls.push(call);
+        }
+        // If `pending` is already set, whoever set it (after the loop last cleared it)
+        // has made sure the loop will look: our call is in the same batch. Only the
+        // producer that sets it runs the wake-up protocol. Reading first keeps the
+        // flag's cache line shared while the loop is busy.
+        if !self.pending.load(Ordering::Acquire) && !self.pending.swap(true, Ordering::AcqRel) {
+            self.notify();
+        }
+        Ok(())
+    }
+
+    /// A cell for a new call: from this thread's cache, refilled from the pool, or
+    /// new.
+    fn cell(&self) -> Arc<CallCell> {
+        CELLS
+            .try_with(|cache| {
+                let mut cache = cache.borrow_mut();
+                if cache.is_empty() {
+                    let mut pool = self.pool.lock();
+                    let n = pool.len().min(CACHE_REFILL);
+                    let at = pool.len() - n;
+                    cache.extend(pool.drain(at..));
+                }
+                cache.pop()
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Arc::new(CallCell::new()))
+    }
+
+    /// Loop side: takes spent cells back into the pool (emptying `cells`).
+    pub(crate) fn give_back(&self, cells: &mut Vec<Arc<CallCell>>) {
+        let mut pool = self.pool.lock();
+        let room = POOL_MAX.saturating_sub(pool.len());
+        let n = cells.len().min(room);
+        pool.extend(cells.drain(..n));
+        drop(pool);
+        cells.clear();
+    }
+
+    /// Loop side: whether calls are waiting.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Loop side: moves the waiting calls into `into` (which must be empty; its
+    /// buffer is swapped in, so that the queue keeps a warm one).
+    pub(crate) fn drain(&self, into: &mut Vec<Queued>) {
+        if !self.pending.load(Ordering::Acquire) {
+            return;
+        }
+        // Cleared before the swap: a push after the swap sets it again.
+        self.pending.store(false, Ordering::Release);
+        std::mem::swap(&mut self.queue.lock().calls, into);
+    }
+
+    /// Loop side, `close()`: refuses later pushes and hands back what was queued.
+    pub(crate) fn shut(&self) -> Vec<Queued> {
+        self.closed.store(true, Ordering::SeqCst);
+        let mut q = self.queue.lock();
+        q.closed = true;
+        std::mem::take(&mut q.calls)
     }
 
     /// Producer side, after queueing: wake the loop if it sleeps and nobody has yet.
     pub(crate) fn notify(&self) {
-        // Pairs with the fence in `prepare_sleep`: either the loop sees our message
-        // when it re-checks the queue, or we see its SLEEPING.
+        // Pairs with the fence in `prepare_sleep`: either the loop sees `pending`
+        // when it re-checks, or we see its SLEEPING.
         fence(Ordering::SeqCst);
         if self.state.load(Ordering::Relaxed) == SLEEPING
             && self
@@ -157,24 +294,20 @@ impl Shared {
 
     /// Loop side, before blocking or returning to the host. Returns false if calls
     /// are already queued (then the loop must not block).
-    pub(crate) fn prepare_sleep(&self, rx: &Receiver<Queued>) -> bool {
+    pub(crate) fn prepare_sleep(&self) -> bool {
         self.state.store(SLEEPING, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        if rx.is_empty() {
-            true
-        } else {
+        if self.pending.load(Ordering::SeqCst) {
             self.state.store(AWAKE, Ordering::Relaxed);
             false
+        } else {
+            true
         }
     }
 
     /// Loop side: it runs again and will drain the queue before sleeping.
     pub(crate) fn awake(&self) {
         self.state.store(AWAKE, Ordering::Relaxed);
-    }
-
-    pub(crate) fn set_closed(&self) {
-        self.closed.store(true, Ordering::SeqCst);
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -229,33 +362,35 @@ impl Remote {
         if self.shared.is_closed() {
             return Err(Error::Closed);
         }
-        let call: Arc<dyn RemoteCall> = Arc::new(RemoteCell {
-            f: Mutex::new(Some(f)),
-            cancelled: AtomicBool::new(false),
-            location,
-        });
-        self.send(call.clone())?;
-        Ok(RemoteHandle::new(call))
+        let cell = self.shared.cell();
+        {
+            let mut st = cell.state.lock();
+            st.f = Some(SendCallback::new_send(f));
+            st.location = location;
+        }
+        // A reused cell: no handle to it is left, so nobody sees this reset.
+        cell.cancelled.store(false, Ordering::Relaxed);
+        self.send_queued(Queued(Some(Kind::Call(cell.clone()))))?;
+        Ok(RemoteHandle::new(cell))
     }
 
     /// Queues a call: straight onto the ready queue on the loop's own thread, else
     /// through the channel. Fails only if the loop is closed.
     pub(crate) fn send(&self, call: Arc<dyn RemoteCall>) -> Result<(), Error> {
+        self.send_queued(Queued::new(call))
+    }
+
+    fn send_queued(&self, call: Queued) -> Result<(), Error> {
         if let Some(lp) = local_loop(&self.shared) {
             if lp.is_closed() {
                 return Err(Error::Closed);
             }
-            lp.push_entry(Entry::Remote(Queued::new(call)));
+            lp.push_entry(Entry::Remote(call));
             return Ok(());
         }
-        // A send racing with close(): either it lands before the receiver is dropped
+        // A send racing with close(): either it lands before close() shuts the queue
         // (then close() discards it, marking it cancelled) or it fails here.
-        self.shared
-            .tx
-            .send(Queued::new(call))
-            .map_err(|_| Error::Closed)?;
-        self.shared.notify();
-        Ok(())
+        self.shared.push(call).map_err(|_| Error::Closed)
     }
 
     /// Asks the loop to stop, as [`Loop::stop`] does, from any thread. Does nothing

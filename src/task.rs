@@ -91,7 +91,6 @@ struct TaskWaker {
     scheduled: AtomicBool,
     rid: RunnableId,
     remote: Remote,
-    location: &'static Location<'static>,
 }
 
 impl TaskWaker {
@@ -125,7 +124,8 @@ impl Wake for TaskWaker {
 impl RemoteCall for TaskWaker {
     fn run(&self, lp: &Loop) {
         if let Some(r) = lp.runnable(self.rid) {
-            r.run(lp);
+            let location = r.location();
+            lp.invoke("task step", location, || r.run(lp));
         }
     }
 
@@ -135,10 +135,6 @@ impl RemoteCall for TaskWaker {
 
     fn is_cancelled(&self) -> bool {
         false
-    }
-
-    fn location(&self) -> &'static Location<'static> {
-        self.location
     }
 }
 
@@ -353,7 +349,6 @@ impl Loop {
                 scheduled: AtomicBool::new(true),
                 rid,
                 remote,
-                location,
             });
             Rc::new(TaskCell {
                 lp,
@@ -482,9 +477,6 @@ impl RemoteCall for MainWaker {
     fn cancel(&self) {}
     fn is_cancelled(&self) -> bool {
         false
-    }
-    fn location(&self) -> &'static Location<'static> {
-        Location::caller()
     }
 }
 
