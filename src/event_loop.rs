@@ -15,8 +15,8 @@ use crate::clock::{Clock, nanos};
 use crate::errors::{Error, ErrorContext, default_exception_handler};
 use crate::handle::{Handle, Target, TimerHandle};
 use crate::io::Io;
-use crate::ready::{Callback, Entry, Ready, Runnable, RunnableId, Runnables};
-use crate::remote::{CallCell, Queued, Remote, Shared};
+use crate::ready::{Callback, Entry, Packed, Ready, Runnable, RunnableId, Runnables};
+use crate::remote::{CallCell, Queued, Remote, Shared, register_loop, unregister_loop};
 use crate::source::{Readiness, SourceHandler, SourceId};
 use crate::stats::{Counters, Stats, add};
 use crate::timers::Timers;
@@ -85,6 +85,8 @@ pub(crate) struct Inner {
     /// Spent threadsafe-call cells, handed back to the pool at the next drain.
     recycled: RefCell<Vec<Arc<CallCell>>>,
     shared: Arc<Shared>,
+    /// This loop's id in the global table of loops (wakers carry it).
+    loop_id: u16,
     clock: Clock,
     running: Cell<bool>,
     stopping: Cell<bool>,
@@ -118,7 +120,22 @@ thread_local! {
     static CURRENT: RefCell<Option<Loop>> = const { RefCell::new(None) };
     /// The loops created on this thread, by the address of their `Shared`, so that a
     /// `Remote` used on its loop's own thread can skip the channel.
-    static OWNED: RefCell<Vec<(usize, Weak<Inner>)>> = const { RefCell::new(Vec::new()) };
+    static OWNED: RefCell<Vec<(usize, u16, Weak<Inner>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The loop with id `id`, if it was created on this thread and still lives.
+pub(crate) fn local_loop_by_id(id: u16) -> Option<Loop> {
+    OWNED
+        .try_with(|owned| {
+            let owned = owned.borrow();
+            owned
+                .iter()
+                .find(|(_, i, _)| *i == id)
+                .and_then(|(_, _, w)| w.upgrade())
+                .map(|inner| Loop { inner })
+        })
+        .ok()
+        .flatten()
 }
 
 /// The loop that `shared` belongs to, if it was created on this thread and still lives.
@@ -129,8 +146,8 @@ pub(crate) fn local_loop(shared: &Arc<Shared>) -> Option<Loop> {
             let owned = owned.borrow();
             owned
                 .iter()
-                .find(|(a, _)| *a == addr)
-                .and_then(|(_, w)| w.upgrade())
+                .find(|(a, _, _)| *a == addr)
+                .and_then(|(_, _, w)| w.upgrade())
                 .map(|inner| Loop { inner })
         })
         .ok()
@@ -215,6 +232,7 @@ impl LoopBuilder {
             io: RefCell::new(io),
             drained: RefCell::new(Vec::new()),
             recycled: RefCell::new(Vec::new()),
+            loop_id: register_loop(&shared),
             shared,
             clock: self.clock,
             running: Cell::new(false),
@@ -234,7 +252,7 @@ impl LoopBuilder {
             close_hooks: RefCell::new(Vec::new()),
         });
         let addr = Arc::as_ptr(&inner.shared) as usize;
-        OWNED.with(|o| o.borrow_mut().push((addr, Rc::downgrade(&inner))));
+        OWNED.with(|o| o.borrow_mut().push((addr, inner.loop_id, Rc::downgrade(&inner))));
         Ok(Loop { inner })
     }
 }
@@ -718,15 +736,40 @@ impl Loop {
         drop(r);
     }
 
-    /// Queues a step of the registered runnable `rid`; false if it is gone.
-    pub(crate) fn schedule_runnable(&self, rid: RunnableId) -> bool {
+    /// This loop's id (task wakers carry it).
+    pub(crate) fn loop_id(&self) -> u16 {
+        self.inner.loop_id
+    }
+
+    /// A wake of runnable `rid` on this thread: queues a step unless one is queued.
+    pub(crate) fn wake_runnable(&self, rid: RunnableId) {
         let r = self.inner.runnables.borrow().get(rid).cloned();
-        match r {
-            Some(r) => {
-                self.push_entry(Entry::Runnable(r));
-                true
-            }
-            None => false,
+        if let Some(r) = r
+            && r.wake()
+        {
+            self.push_entry(Entry::Runnable(r));
+        }
+    }
+
+    /// A waker's wake on this thread: queues a step unless one is queued.
+    pub(crate) fn wake_packed(&self, p: Packed) {
+        let r = self.inner.runnables.borrow().get_packed(p).cloned();
+        if let Some(r) = r
+            && r.wake()
+        {
+            self.push_entry(Entry::Runnable(r));
+        }
+    }
+
+    /// A waker's wake from another thread, drained in the run phase: runs the step
+    /// now unless one is queued.
+    pub(crate) fn wake_packed_now(&self, p: Packed) {
+        let r = self.inner.runnables.borrow().get_packed(p).cloned();
+        if let Some(r) = r
+            && r.wake()
+        {
+            let location = r.location();
+            self.invoke("task step", location, || r.run(self));
         }
     }
 
@@ -1162,7 +1205,8 @@ impl Drop for Inner {
         }
         drop(runnables);
         let addr = Arc::as_ptr(&self.shared) as usize;
-        let _ = OWNED.try_with(|o| o.borrow_mut().retain(|(a, _)| *a != addr));
+        let _ = OWNED.try_with(|o| o.borrow_mut().retain(|(a, _, _)| *a != addr));
+        unregister_loop(self.loop_id);
         // Later sends fail; calls still queued are discarded (marked cancelled).
         drop(self.shared.shut());
     }

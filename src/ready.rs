@@ -27,6 +27,8 @@ pub(crate) trait Runnable {
     fn location(&self) -> &'static Location<'static>;
     /// Asks the work to cancel itself (a task: at its next step).
     fn cancel(&self) -> bool;
+    /// A wake: returns true if a step must be queued (false if one already is).
+    fn wake(&self) -> bool;
     /// The loop is closing or dropped: release what the work holds (a task drops
     /// its future), without running anything.
     fn shutdown(&self);
@@ -39,6 +41,37 @@ pub(crate) struct RunnableId {
     id: u64,
 }
 
+/// Bits of a packed id (see [`RunnableId::pack`]).
+const KEY_BITS: u32 = 26;
+const GEN_BITS: u32 = 22;
+const GEN_MASK: u64 = (1 << GEN_BITS) - 1;
+
+impl RunnableId {
+    /// Packs the loop's id, the key and the low bits of the id in one word, for a
+    /// waker's data. Two runnables of one slot whose ids differ by a multiple of 2^22
+    /// pack alike: a stale waker may then wake the newer one, a spurious wake, which
+    /// every future must tolerate.
+    pub(crate) fn pack(self, loop_id: u16) -> u64 {
+        (u64::from(loop_id) << (KEY_BITS + GEN_BITS))
+            | (u64::from(self.key) << GEN_BITS)
+            | (self.id & GEN_MASK)
+    }
+
+    /// The loop id and the packed `(key, low id bits)` of a word made by `pack`.
+    pub(crate) fn unpack(word: u64) -> (u16, Packed) {
+        let loop_id = (word >> (KEY_BITS + GEN_BITS)) as u16;
+        let key = ((word >> GEN_BITS) & ((1 << KEY_BITS) - 1)) as u32;
+        (loop_id, Packed { key, low: (word & GEN_MASK) as u32 })
+    }
+}
+
+/// A runnable named by a waker: its key and the low bits of its id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Packed {
+    key: u32,
+    low: u32,
+}
+
 /// Live runnables (tasks) by id, so that a `Send` waker can find its `!Send` task
 /// again on the loop thread. A runnable is registered from creation until it is done.
 #[derive(Default)]
@@ -49,9 +82,17 @@ pub(crate) struct Runnables {
 
 impl Runnables {
     /// The id the next [`insert`](Runnables::insert) will get.
+    ///
+    /// # Panics
+    /// With more than 2^26 (67 million) runnables alive at once.
     pub(crate) fn next(&self) -> RunnableId {
+        let key = key_u32(self.slab.vacant_key());
+        assert!(
+            key < (1 << KEY_BITS),
+            "more than 67 million tasks alive on one loop"
+        );
         RunnableId {
-            key: key_u32(self.slab.vacant_key()),
+            key,
             id: self.next_id,
         }
     }
@@ -72,10 +113,23 @@ impl Runnables {
         }
     }
 
+    /// The runnable a waker names, if still registered (or a newer one that packs
+    /// alike: a spurious wake).
+    pub(crate) fn get_packed(&self, p: Packed) -> Option<&Rc<dyn Runnable>> {
+        match self.slab.get(p.key as usize) {
+            Some((id, r)) if (*id & GEN_MASK) as u32 == p.low => Some(r),
+            _ => None,
+        }
+    }
+
     /// Unregisters `rid`.
     pub(crate) fn remove(&mut self, rid: RunnableId) -> Option<Rc<dyn Runnable>> {
         self.get(rid)?;
-        Some(self.slab.remove(rid.key as usize).1)
+        let r = self.slab.remove(rid.key as usize).1;
+        if self.slab.is_empty() {
+            self.slab.clear(); // refill front to back (see `Timers::remove`)
+        }
+        Some(r)
     }
 
     /// Unregisters everything.
@@ -222,6 +276,17 @@ mod tests {
         assert!(matches!(r.pop(), Some(Entry::Call { .. })));
         assert!(r.cancel(b).is_none(), "popped: too late to cancel");
         assert!(r.cancel(99).is_none(), "never pushed");
+    }
+
+    #[test]
+    fn packed_ids_round_trip() {
+        let rid = RunnableId {
+            key: 12345,
+            id: (7 << GEN_BITS) | 99,
+        };
+        let (loop_id, p) = RunnableId::unpack(rid.pack(513));
+        assert_eq!(loop_id, 513);
+        assert_eq!(p, Packed { key: 12345, low: 99 });
     }
 
     #[test]

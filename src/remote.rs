@@ -12,7 +12,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::panic::Location;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering, fence};
 
 use parking_lot::Mutex;
@@ -22,7 +22,7 @@ use crate::callback::SendCallback;
 use crate::errors::Error;
 use crate::event_loop::local_loop;
 use crate::handle::RemoteHandle;
-use crate::ready::Entry;
+use crate::ready::{Entry, Packed};
 
 /// Work sent to the loop from any thread.
 pub(crate) trait RemoteCall: Send + Sync {
@@ -44,6 +44,8 @@ pub(crate) struct Queued(Option<Kind>);
 enum Kind {
     /// A `call_soon_threadsafe` closure.
     Call(Arc<CallCell>),
+    /// A task's waker, used on another thread.
+    Wake(Packed),
     /// Anything else (a task's wake).
     Other(Arc<dyn RemoteCall>),
 }
@@ -70,6 +72,7 @@ impl Queued {
                 }
             }
             Some(Kind::Other(call)) => call.run(lp),
+            Some(Kind::Wake(p)) => lp.wake_packed_now(p),
             None => {}
         }
     }
@@ -80,7 +83,7 @@ impl Drop for Queued {
         match self.0.take() {
             Some(Kind::Call(cell)) => cell.discard(),
             Some(Kind::Other(call)) => call.discard(),
-            None => {}
+            Some(Kind::Wake(_)) | None => {}
         }
     }
 }
@@ -150,6 +153,44 @@ thread_local! {
     /// Spent cells this thread took from a loop's pool, to fill without a lock. Cells
     /// belong to no loop in particular.
     static CELLS: RefCell<Vec<Arc<CallCell>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Every live loop's `Shared`, by loop id, so that a task's waker (a plain word:
+/// loop id, task key and generation) can reach its loop from any thread.
+static LOOPS: RwLock<Vec<Option<Weak<Shared>>>> = RwLock::new(Vec::new());
+
+/// Gives `shared` a loop id.
+///
+/// # Panics
+/// With more than 65,536 loops alive at once.
+pub(crate) fn register_loop(shared: &Arc<Shared>) -> u16 {
+    let mut loops = LOOPS.write().unwrap_or_else(|e| e.into_inner());
+    let weak = Some(Arc::downgrade(shared));
+    let id = match loops.iter().position(|l| l.as_ref().is_none_or(|w| w.strong_count() == 0)) {
+        Some(i) => {
+            loops[i] = weak;
+            i
+        }
+        None => {
+            loops.push(weak);
+            loops.len() - 1
+        }
+    };
+    u16::try_from(id).expect("more than 65,536 event loops alive at once")
+}
+
+/// Frees a loop id.
+pub(crate) fn unregister_loop(id: u16) {
+    let mut loops = LOOPS.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(l) = loops.get_mut(usize::from(id)) {
+        *l = None;
+    }
+}
+
+/// The live loop with id `id`.
+pub(crate) fn loop_by_id(id: u16) -> Option<Arc<Shared>> {
+    let loops = LOOPS.read().unwrap_or_else(|e| e.into_inner());
+    loops.get(usize::from(id))?.as_ref()?.upgrade()
 }
 
 /// The loop is running callbacks or polling without blocking: it will look at the
@@ -244,6 +285,12 @@ impl Shared {
         pool.extend(cells.drain(..n));
         drop(pool);
         cells.clear();
+    }
+
+    /// Sends a task's wake from another thread (no allocation). Ignored once the
+    /// loop is closed.
+    pub(crate) fn push_wake(&self, p: Packed) {
+        let _ = self.push(Queued(Some(Kind::Wake(p))));
     }
 
     /// Loop side: whether calls are waiting.

@@ -1,10 +1,11 @@
 //! `Task<T>`: a Rust future polled from loop callbacks, re-scheduled by its waker.
 //!
 //! A task step is an ordinary loop callback (a [`Runnable`] on the ready queue, not a
-//! boxed closure). The task's waker is an `Arc<TaskWaker>` made once per task: waking
-//! sets its `scheduled` flag and, if it was clear, queues one step. On the loop's own
-//! thread that is a push onto the ready queue (no lock, no syscall, no allocation);
-//! from another thread the waker itself travels through the remote queue.
+//! boxed closure). The task's waker is a plain word naming the task (see
+//! `task_waker`): waking sets the task's `scheduled` flag and, if it was clear,
+//! queues one step. On the loop's own thread that is a push onto the ready queue (no
+//! lock, no syscall, no allocation); from another thread the word travels through
+//! the remote queue.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -15,17 +16,18 @@ use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::ptr;
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 use crate::errors::{Error, ErrorContext, panic_text};
-use crate::event_loop::{Loop, WeakLoop};
+use crate::event_loop::{Loop, WeakLoop, local_loop_by_id};
 use crate::promise::CallbackId;
 use crate::ready::{Entry, Runnable, RunnableId};
-use crate::remote::{Remote, RemoteCall};
+use crate::remote::{Remote, RemoteCall, loop_by_id};
 
 /// Why a task produced no output.
 pub enum TaskError {
@@ -84,59 +86,41 @@ impl std::error::Error for TaskError {}
 
 type TaskCallback<T> = Box<dyn FnOnce(&Loop, &Result<T, TaskError>)>;
 
-/// The `Send` half of a task: its waker.
-struct TaskWaker {
-    /// A step is queued (or running and not yet past its start). Cleared when a
-    /// step starts, so a wake during the poll queues the next step.
-    scheduled: AtomicBool,
-    rid: RunnableId,
-    remote: Remote,
+/// A task's waker: no allocation and no reference count. Its data word is the
+/// packed `(loop id, task key, low bits of the task id)` (see `RunnableId::pack`);
+/// cloning copies the word and dropping does nothing. Waking looks the task up: on the
+/// loop's own thread through the thread's table of loops (no lock, no syscall), from
+/// another thread through the global table and the loop's remote queue. A waker that
+/// outlives its task or loop finds nothing, or at worst (a reused slot) wakes a newer
+/// task spuriously, which futures tolerate.
+fn task_waker(loop_id: u16, rid: RunnableId) -> Waker {
+    let word = rid.pack(loop_id) as usize;
+    let raw = RawWaker::new(ptr::without_provenance(word), &TASK_WAKER);
+    // SAFETY: the data pointer is never dereferenced: it is a plain word, and the
+    // vtable's functions only decode it. Those functions are thread-safe (they go
+    // through thread-local or lock-protected tables), cloning returns the same word
+    // with the same vtable, and dropping holds nothing to release: the RawWaker
+    // contract (thread safety, clone/drop pairing) holds.
+    unsafe { Waker::from_raw(raw) }
 }
 
-impl TaskWaker {
-    fn schedule(self: &Arc<Self>) {
-        if self.scheduled.swap(true, Ordering::AcqRel) {
-            return; // one step is queued, however many wakes arrive
-        }
-        match self.remote.local_loop() {
-            Some(lp) => {
-                lp.schedule_runnable(self.rid);
-            }
-            // A closed loop refuses it: waking a task of a dead loop does nothing.
-            None => {
-                let _ = self.remote.send(self.clone());
-            }
-        }
+static TASK_WAKER: RawWakerVTable =
+    RawWakerVTable::new(waker_clone, waker_wake, waker_wake, waker_drop);
+
+fn waker_clone(data: *const ()) -> RawWaker {
+    RawWaker::new(data, &TASK_WAKER)
+}
+
+fn waker_wake(data: *const ()) {
+    let (loop_id, packed) = RunnableId::unpack(data.addr() as u64);
+    if let Some(lp) = local_loop_by_id(loop_id) {
+        lp.wake_packed(packed);
+    } else if let Some(shared) = loop_by_id(loop_id) {
+        shared.push_wake(packed);
     }
 }
 
-impl Wake for TaskWaker {
-    fn wake(self: Arc<Self>) {
-        self.schedule();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.schedule();
-    }
-}
-
-/// A wake that came from another thread: run the step now, from the run phase.
-impl RemoteCall for TaskWaker {
-    fn run(&self, lp: &Loop) {
-        if let Some(r) = lp.runnable(self.rid) {
-            let location = r.location();
-            lp.invoke("task step", location, || r.run(lp));
-        }
-    }
-
-    fn discard(&self) {}
-
-    fn cancel(&self) {}
-
-    fn is_cancelled(&self) -> bool {
-        false
-    }
-}
+fn waker_drop(_: *const ()) {}
 
 /// The `!Send` state of a task, shared by the loop (while it runs) and the [`Task`].
 struct TaskCell<T> {
@@ -163,7 +147,9 @@ struct TaskCell<T> {
     callbacks_in_flight: Cell<usize>,
     awaiter: RefCell<Option<Waker>>,
     waker: Waker,
-    wake_state: Arc<TaskWaker>,
+    /// A step is queued. Cleared when a step starts, so a wake during the poll
+    /// queues the next one; however many wakes arrive, one step is queued.
+    scheduled: Cell<bool>,
     location: &'static Location<'static>,
 }
 
@@ -245,7 +231,7 @@ impl<T> Drop for InFlight<T> {
 
 impl<T: 'static> Runnable for TaskCell<T> {
     fn run(self: Rc<Self>, lp: &Loop) {
-        self.wake_state.scheduled.store(false, Ordering::Release);
+        self.scheduled.set(false);
         if self.done.get() {
             return;
         }
@@ -281,10 +267,16 @@ impl<T: 'static> Runnable for TaskCell<T> {
         if self.done.get() {
             return false;
         }
-        if !self.cancel_requested.replace(true) {
-            self.wake_state.schedule();
+        if !self.cancel_requested.replace(true)
+            && let Some(lp) = self.lp.upgrade()
+        {
+            lp.wake_runnable(self.rid);
         }
         true
+    }
+
+    fn wake(&self) -> bool {
+        !self.scheduled.replace(true)
     }
 
     fn shutdown(&self) {
@@ -342,14 +334,9 @@ impl Loop {
         location: &'static Location<'static>,
     ) -> Task<F::Output> {
         self.check_open("create_task");
-        let remote = self.remote();
         let lp = self.downgrade();
+        let loop_id = self.loop_id();
         let cell = self.register_runnable(|rid| {
-            let wake_state = Arc::new(TaskWaker {
-                scheduled: AtomicBool::new(true),
-                rid,
-                remote,
-            });
             Rc::new(TaskCell {
                 lp,
                 rid,
@@ -365,8 +352,8 @@ impl Loop {
                 next_callback: Cell::new(0),
                 callbacks_in_flight: Cell::new(0),
                 awaiter: RefCell::new(None),
-                waker: Waker::from(wake_state.clone()),
-                wake_state,
+                waker: task_waker(loop_id, rid),
+                scheduled: Cell::new(true),
                 location,
             })
         });
