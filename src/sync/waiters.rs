@@ -171,13 +171,17 @@ impl Wakeups {
 }
 
 impl Drop for Wakeups {
+    #[inline]
     fn drop(&mut self) {
-        drop(mem::take(&mut self.discard));
-        let wake = mem::take(&mut self.wake);
-        wake.first
-            .into_iter()
-            .chain(wake.rest)
-            .for_each(Waker::wake);
+        // Most operations wake nobody: make that path a couple of compares.
+        if self.discard.first.is_some() {
+            drop(mem::take(&mut self.discard));
+        }
+        if let Some(first) = self.wake.first.take() {
+            let rest = mem::take(&mut self.wake.rest);
+            first.wake();
+            rest.into_iter().for_each(Waker::wake);
+        }
     }
 }
 
