@@ -122,13 +122,11 @@ fn waker_wake(data: *const ()) {
 
 fn waker_drop(_: *const ()) {}
 
-/// The `!Send` state of a task, shared by the loop (while it runs) and the [`Task`].
-struct TaskCell<T> {
+/// The state of a task that does not depend on its future's type, shared by the loop
+/// (while it runs) and the [`Task`].
+struct Head<T> {
     lp: WeakLoop,
     rid: RunnableId,
-    /// `None` once the future finished, panicked, was cancelled or shut down; it is
-    /// dropped exactly once, at that moment.
-    future: RefCell<Option<Pin<Box<dyn Future<Output = T>>>>>,
     /// Set once done; taken by the `.await` that consumes it.
     result: RefCell<Option<Result<T, TaskError>>>,
     done: Cell<bool>,
@@ -140,21 +138,44 @@ struct TaskCell<T> {
     retrieved: Cell<bool>,
     /// The `Task` handle was dropped.
     detached: Cell<bool>,
-    callbacks: RefCell<Vec<TaskCallback<T>>>,
-    next_callback: Cell<u64>,
-    /// Done-callbacks scheduled but not yet run: an `.await` waits for them, since
-    /// it moves the result they are handed.
-    callbacks_in_flight: Cell<usize>,
-    awaiter: RefCell<Option<Waker>>,
-    waker: Waker,
     /// A step is queued. Cleared when a step starts, so a wake during the poll
     /// queues the next one; however many wakes arrive, one step is queued.
     scheduled: Cell<bool>,
+    callbacks: RefCell<Vec<TaskCallback<T>>>,
+    next_callback: Cell<u32>,
+    /// Done-callbacks scheduled but not yet run: an `.await` waits for them, since
+    /// it moves the result they are handed.
+    callbacks_in_flight: Cell<u32>,
+    awaiter: RefCell<Option<Waker>>,
+    waker: Waker,
     location: &'static Location<'static>,
 }
 
-impl<T: 'static> TaskCell<T> {
-    fn finish(self: &Rc<Self>, lp: &Loop, result: Result<T, TaskError>) {
+/// A task: its head and, inline in the same allocation, its future.
+struct TaskCell<F: Future> {
+    head: Head<F::Output>,
+    /// `None` once the future finished, panicked, was cancelled or shut down; it is
+    /// dropped exactly once, at that moment, in place.
+    ///
+    /// Pinned: the cell lives in an `Rc` and never moves, and the future is never
+    /// moved out of this slot (it is only polled through `Pin::new_unchecked` and
+    /// dropped in place by assigning `None`).
+    future: RefCell<Option<F>>,
+}
+
+/// A task seen without its future's type: what the [`Task`] handle holds.
+trait TaskRef<T>: Runnable {
+    fn head(&self) -> &Head<T>;
+}
+
+impl<F: Future + 'static> TaskRef<F::Output> for TaskCell<F> {
+    fn head(&self) -> &Head<F::Output> {
+        &self.head
+    }
+}
+
+impl<T: 'static> Head<T> {
+    fn finish(&self, me: &Rc<dyn TaskRef<T>>, lp: &Loop, result: Result<T, TaskError>) {
         let panicked = matches!(result, Err(TaskError::Panicked(_)));
         self.cancelled
             .set(matches!(result, Err(TaskError::Cancelled)));
@@ -163,7 +184,7 @@ impl<T: 'static> TaskCell<T> {
         lp.unregister_runnable(self.rid);
         let callbacks = std::mem::take(&mut *self.callbacks.borrow_mut());
         for f in callbacks {
-            self.schedule_callback(lp, f);
+            self.schedule_callback(me, lp, f);
         }
         self.wake_awaiter();
         if panicked && self.detached.get() && !self.retrieved.get() {
@@ -171,16 +192,16 @@ impl<T: 'static> TaskCell<T> {
         }
     }
 
-    fn schedule_callback(self: &Rc<Self>, lp: &Loop, f: TaskCallback<T>) {
+    fn schedule_callback(&self, me: &Rc<dyn TaskRef<T>>, lp: &Loop, f: TaskCallback<T>) {
         if lp.is_closed() {
             return;
         }
         self.callbacks_in_flight
             .set(self.callbacks_in_flight.get() + 1);
-        let guard = InFlight(self.clone());
+        let guard = InFlight(me.clone());
         lp.call_soon(move |lp| {
-            let cell = &guard.0;
-            let result = cell.result.borrow();
+            let head = guard.0.head();
+            let result = head.result.borrow();
             f(
                 lp,
                 result
@@ -206,87 +227,98 @@ impl<T: 'static> TaskCell<T> {
             lp.call_exception_handler(ctx);
         }
     }
+}
 
+impl<F: Future> TaskCell<F> {
+    /// Drops the future in place (it is pinned: never moved out).
     fn drop_future(&self) {
-        let f = self.future.borrow_mut().take();
-        drop(f);
+        *self.future.borrow_mut() = None;
     }
 }
 
 /// Counts a scheduled done-callback until it has run or been dropped, then wakes the
 /// awaiter that waits for the result.
-struct InFlight<T>(Rc<TaskCell<T>>);
+struct InFlight<T: 'static>(Rc<dyn TaskRef<T>>);
 
-impl<T> Drop for InFlight<T> {
+impl<T: 'static> Drop for InFlight<T> {
     fn drop(&mut self) {
-        let n = self.0.callbacks_in_flight.get() - 1;
-        self.0.callbacks_in_flight.set(n);
+        let head = self.0.head();
+        let n = head.callbacks_in_flight.get() - 1;
+        head.callbacks_in_flight.set(n);
         if n == 0
-            && let Some(w) = self.0.awaiter.borrow_mut().take()
+            && let Some(w) = head.awaiter.borrow_mut().take()
         {
             w.wake();
         }
     }
 }
 
-impl<T: 'static> Runnable for TaskCell<T> {
+impl<F: Future + 'static> Runnable for TaskCell<F> {
     fn run(self: Rc<Self>, lp: &Loop) {
-        self.scheduled.set(false);
-        if self.done.get() {
+        let head = &self.head;
+        head.scheduled.set(false);
+        if head.done.get() {
             return;
         }
-        if self.cancel_requested.get() {
+        let me: Rc<dyn TaskRef<F::Output>> = self.clone();
+        if head.cancel_requested.get() {
             self.drop_future();
-            self.finish(lp, Err(TaskError::Cancelled));
+            head.finish(&me, lp, Err(TaskError::Cancelled));
             return;
         }
         let polled = {
             let mut slot = self.future.borrow_mut();
             let Some(fut) = slot.as_mut() else { return };
-            let mut cx = Context::from_waker(&self.waker);
-            catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)))
+            // SAFETY: the future is pinned: it lives inside the `Rc` allocation of
+            // this cell, which never moves, and it is never moved out of its slot,
+            // only dropped in place (`drop_future`) — see the field's invariant.
+            let fut = unsafe { Pin::new_unchecked(fut) };
+            let mut cx = Context::from_waker(&head.waker);
+            catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx)))
         };
         match polled {
             Ok(Poll::Pending) => {}
             Ok(Poll::Ready(v)) => {
                 self.drop_future();
-                self.finish(lp, Ok(v));
+                head.finish(&me, lp, Ok(v));
             }
             Err(payload) => {
                 self.drop_future();
-                self.finish(lp, Err(TaskError::Panicked(payload)));
+                head.finish(&me, lp, Err(TaskError::Panicked(payload)));
             }
         }
     }
 
     fn location(&self) -> &'static Location<'static> {
-        self.location
+        self.head.location
     }
 
     fn cancel(&self) -> bool {
-        if self.done.get() {
+        let head = &self.head;
+        if head.done.get() {
             return false;
         }
-        if !self.cancel_requested.replace(true)
-            && let Some(lp) = self.lp.upgrade()
+        if !head.cancel_requested.replace(true)
+            && let Some(lp) = head.lp.upgrade()
         {
-            lp.wake_runnable(self.rid);
+            lp.wake_runnable(head.rid);
         }
         true
     }
 
     fn wake(&self) -> bool {
-        !self.scheduled.replace(true)
+        !self.head.scheduled.replace(true)
     }
 
     fn shutdown(&self) {
         self.drop_future();
-        if !self.done.replace(true) {
-            self.cancelled.set(true);
-            *self.result.borrow_mut() = Some(Err(TaskError::Cancelled));
-            self.callbacks.borrow_mut().clear();
+        let head = &self.head;
+        if !head.done.replace(true) {
+            head.cancelled.set(true);
+            *head.result.borrow_mut() = Some(Err(TaskError::Cancelled));
+            head.callbacks.borrow_mut().clear();
         }
-        self.wake_awaiter();
+        head.wake_awaiter();
     }
 }
 
@@ -312,7 +344,7 @@ impl<T: 'static> Runnable for TaskCell<T> {
 /// assert_eq!(out.unwrap(), 42);
 /// ```
 pub struct Task<T> {
-    cell: Rc<TaskCell<T>>,
+    cell: Rc<dyn TaskRef<T>>,
 }
 
 impl Loop {
@@ -338,23 +370,25 @@ impl Loop {
         let loop_id = self.loop_id();
         let cell = self.register_runnable(|rid| {
             Rc::new(TaskCell {
-                lp,
-                rid,
-                future: RefCell::new(Some(Box::pin(fut))),
-                result: RefCell::new(None),
-                done: Cell::new(false),
-                cancelled: Cell::new(false),
-                taken: Cell::new(false),
-                cancel_requested: Cell::new(false),
-                retrieved: Cell::new(false),
-                detached: Cell::new(false),
-                callbacks: RefCell::new(Vec::new()),
-                next_callback: Cell::new(0),
-                callbacks_in_flight: Cell::new(0),
-                awaiter: RefCell::new(None),
-                waker: task_waker(loop_id, rid),
-                scheduled: Cell::new(true),
-                location,
+                head: Head {
+                    lp,
+                    rid,
+                    result: RefCell::new(None),
+                    done: Cell::new(false),
+                    cancelled: Cell::new(false),
+                    taken: Cell::new(false),
+                    cancel_requested: Cell::new(false),
+                    retrieved: Cell::new(false),
+                    detached: Cell::new(false),
+                    scheduled: Cell::new(true),
+                    callbacks: RefCell::new(Vec::new()),
+                    next_callback: Cell::new(0),
+                    callbacks_in_flight: Cell::new(0),
+                    awaiter: RefCell::new(None),
+                    waker: task_waker(loop_id, rid),
+                    location,
+                },
+                future: RefCell::new(Some(fut)),
             })
         });
         self.push_entry(Entry::Runnable(cell.clone()));
@@ -479,12 +513,12 @@ impl<T: 'static> Task<T> {
 
     /// Whether the task finished, panicked or was cancelled.
     pub fn is_done(&self) -> bool {
-        self.cell.done.get()
+        self.cell.head().done.get()
     }
 
     /// Whether the task ended by cancellation.
     pub fn is_cancelled(&self) -> bool {
-        self.cell.cancelled.get()
+        self.cell.head().cancelled.get()
     }
 
     /// Adds `f`, called (through `call_soon`) with the task's result once it is done.
@@ -498,39 +532,39 @@ impl<T: 'static> Task<T> {
         f: impl FnOnce(&Loop, &Result<T, TaskError>) + 'static,
     ) -> CallbackId {
         assert!(
-            !self.cell.taken.get(),
+            !self.cell.head().taken.get(),
             "Task::add_done_callback after the task's output was taken by .await; add done-callbacks before awaiting"
         );
-        self.cell.retrieved.set(true);
-        let id = self.cell.next_callback.get();
-        self.cell.next_callback.set(id + 1);
-        if self.cell.done.get() {
-            if let Some(lp) = self.cell.lp.upgrade() {
-                self.cell.schedule_callback(&lp, Box::new(f));
+        self.cell.head().retrieved.set(true);
+        let id = self.cell.head().next_callback.get();
+        self.cell.head().next_callback.set(id + 1);
+        if self.cell.head().done.get() {
+            if let Some(lp) = self.cell.head().lp.upgrade() {
+                self.cell.head().schedule_callback(&self.cell, &lp, Box::new(f));
             }
         } else {
-            self.cell.callbacks.borrow_mut().push(Box::new(f));
+            self.cell.head().callbacks.borrow_mut().push(Box::new(f));
         }
-        CallbackId(id)
+        CallbackId(u64::from(id))
     }
 
     /// Where the task was created.
     pub fn location(&self) -> &'static Location<'static> {
-        self.cell.location
+        self.cell.head().location
     }
 
     pub(crate) fn rid(&self) -> RunnableId {
-        self.cell.rid
+        self.cell.head().rid
     }
 
     /// Someone else (a `TaskGroup`) takes care of the task's panic.
     pub(crate) fn mark_retrieved(&self) {
-        self.cell.retrieved.set(true);
+        self.cell.head().retrieved.set(true);
     }
 
     /// The task as loop work, to cancel it without knowing `T`.
     pub(crate) fn runnable(&self) -> Rc<dyn Runnable> {
-        self.cell.clone()
+        self.cell.clone() as Rc<dyn Runnable>
     }
 }
 
@@ -538,7 +572,7 @@ impl<T: 'static> Future for Task<T> {
     type Output = Result<T, TaskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let cell = &self.cell;
+        let cell = self.cell.head();
         if cell.done.get() && cell.callbacks_in_flight.get() == 0 {
             let result = cell.result.borrow_mut().take();
             match result {
@@ -558,7 +592,7 @@ impl<T: 'static> Future for Task<T> {
 
 impl<T> Drop for Task<T> {
     fn drop(&mut self) {
-        let cell = &self.cell;
+        let cell = self.cell.head();
         cell.detached.set(true);
         if cell.done.get()
             && !cell.retrieved.get()
@@ -578,9 +612,9 @@ impl<T> Drop for Task<T> {
 impl<T> fmt::Debug for Task<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Task")
-            .field("location", &self.cell.location)
-            .field("done", &self.cell.done.get())
-            .field("cancelled", &self.cell.cancelled.get())
+            .field("location", &self.cell.head().location)
+            .field("done", &self.cell.head().done.get())
+            .field("cancelled", &self.cell.head().cancelled.get())
             .finish()
     }
 }

@@ -171,7 +171,7 @@ impl Wakeups {
 }
 
 impl Drop for Wakeups {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         // Most operations wake nobody: make that path a couple of compares.
         if self.discard.first.is_some() {
