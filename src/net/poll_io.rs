@@ -1,7 +1,8 @@
 //! `PollIo`: a library-owned socket whose readiness wakes tasks (the async streams).
 
 use std::cell::{Cell, RefCell};
-use std::io;
+use std::future::poll_fn;
+use std::io::{self, Read, Write};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
@@ -179,6 +180,48 @@ impl<S: Source> PollIo<S> {
         let n = if at == it { n + 1 } else { 1 };
         self.state.budget.set((it, n));
         n > OP_BUDGET
+    }
+}
+
+/// Byte-stream operations shared by the TCP and Unix streams.
+impl<S: Source> PollIo<S>
+where
+    for<'a> &'a S: Read + Write,
+{
+    pub(crate) fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.poll_read_with(cx, |mut s| s.read(buf))
+    }
+
+    pub(crate) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_write_with(cx, |mut s| s.write(buf))
+    }
+
+    pub(crate) async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_read(cx, buf)).await
+    }
+
+    pub(crate) async fn read_exact(&self, mut buf: &mut [u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read(buf).await? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => buf = &mut buf[n..],
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_write(cx, buf)).await
+    }
+
+    pub(crate) async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.write(buf).await? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => buf = &buf[n..],
+            }
+        }
+        Ok(())
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::future::poll_fn;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr};
 
 use super::addr::{ToSocketAddrs, resolve};
@@ -132,18 +132,12 @@ impl TcpStream {
 
     /// Reads what is available into `buf` (waiting for at least one byte); `Ok(0)` at EOF.
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.io.poll_read_with(cx, |s| (&*s).read(buf))).await
+        self.io.read(buf).await
     }
 
     /// Reads exactly `buf.len()` bytes; `UnexpectedEof` if the stream ends first.
-    pub async fn read_exact(&self, mut buf: &mut [u8]) -> io::Result<()> {
-        while !buf.is_empty() {
-            match self.read(buf).await? {
-                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                n => buf = &mut buf[n..],
-            }
-        }
-        Ok(())
+    pub async fn read_exact(&self, buf: &mut [u8]) -> io::Result<()> {
+        self.io.read_exact(buf).await
     }
 
     /// Reads until EOF, appending to `out`; returns how many bytes were read.
@@ -163,18 +157,12 @@ impl TcpStream {
 
     /// Writes some of `buf` (waiting until the socket takes at least one byte).
     pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.io.poll_write_with(cx, |s| (&*s).write(buf))).await
+        self.io.write(buf).await
     }
 
     /// Writes all of `buf`.
-    pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
-        while !buf.is_empty() {
-            match self.write(buf).await? {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                n => buf = &buf[n..],
-            }
-        }
-        Ok(())
+    pub async fn write_all(&self, buf: &[u8]) -> io::Result<()> {
+        self.io.write_all(buf).await
     }
 
     /// Shuts down the reading, writing or both halves (`Shutdown::Write` sends EOF).
@@ -218,7 +206,7 @@ impl fmt::Debug for TcpStream {
 
 #[cfg(feature = "futures-io")]
 mod futures_impls {
-    use std::io::{self, Read, Write};
+    use std::io;
     use std::net::Shutdown;
     use std::pin::Pin;
     use std::task::{Context, Poll};
@@ -231,7 +219,7 @@ mod futures_impls {
             cx: &mut Context<'_>,
             buf: &mut [u8],
         ) -> Poll<io::Result<usize>> {
-            self.io.poll_read_with(cx, |s| (&*s).read(buf))
+            self.io.poll_read(cx, buf)
         }
     }
 
@@ -241,7 +229,7 @@ mod futures_impls {
             cx: &mut Context<'_>,
             buf: &[u8],
         ) -> Poll<io::Result<usize>> {
-            self.io.poll_write_with(cx, |s| (&*s).write(buf))
+            self.io.poll_write(cx, buf)
         }
 
         fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
