@@ -129,7 +129,11 @@ impl<M> Thunk<M> {
         let vtable = if fits::<F>() {
             // SAFETY: `F` fits in the word (size and alignment checked by `fits`); the
             // closure is moved in (`f` is never dropped: ManuallyDrop).
-            unsafe { data.as_mut_ptr().cast::<F>().write(ManuallyDrop::into_inner(f)) };
+            unsafe {
+                data.as_mut_ptr()
+                    .cast::<F>()
+                    .write(ManuallyDrop::into_inner(f))
+            };
             &Inline::<F>::VTABLE
         } else {
             data.write(Box::into_raw(Box::new(ManuallyDrop::into_inner(f))) as usize);

@@ -10,7 +10,6 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-
 use crate::clock::{Clock, nanos};
 use crate::errors::{Error, ErrorContext, default_exception_handler};
 use crate::handle::{Handle, Target, TimerHandle};
@@ -252,7 +251,10 @@ impl LoopBuilder {
             close_hooks: RefCell::new(Vec::new()),
         });
         let addr = Arc::as_ptr(&inner.shared) as usize;
-        OWNED.with(|o| o.borrow_mut().push((addr, inner.loop_id, Rc::downgrade(&inner))));
+        OWNED.with(|o| {
+            o.borrow_mut()
+                .push((addr, inner.loop_id, Rc::downgrade(&inner)))
+        });
         Ok(Loop { inner })
     }
 }
@@ -886,7 +888,8 @@ impl Loop {
     #[cold]
     #[inline(never)]
     fn report_panic(&self, location: &'static Location<'static>, payload: Box<dyn Any + Send>) {
-        let ctx = ErrorContext::from_panic("a callback panicked", &*payload).with_location(location);
+        let ctx =
+            ErrorContext::from_panic("a callback panicked", &*payload).with_location(location);
         self.call_exception_handler(ctx);
     }
 
@@ -942,9 +945,7 @@ impl Loop {
     /// Work that a non-blocking iteration would run right away.
     fn has_ready_work(&self) -> bool {
         let inner = &*self.inner;
-        !inner.ready.borrow().is_empty()
-            || inner.stopping.get()
-            || inner.shared.has_pending()
+        !inner.ready.borrow().is_empty() || inner.stopping.get() || inner.shared.has_pending()
     }
 
     /// The earliest live timer's deadline, in clock nanoseconds.

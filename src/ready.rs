@@ -61,7 +61,13 @@ impl RunnableId {
     pub(crate) fn unpack(word: u64) -> (u16, Packed) {
         let loop_id = (word >> (KEY_BITS + GEN_BITS)) as u16;
         let key = ((word >> GEN_BITS) & ((1 << KEY_BITS) - 1)) as u32;
-        (loop_id, Packed { key, low: (word & GEN_MASK) as u32 })
+        (
+            loop_id,
+            Packed {
+                key,
+                low: (word & GEN_MASK) as u32,
+            },
+        )
     }
 }
 
@@ -286,7 +292,13 @@ mod tests {
         };
         let (loop_id, p) = RunnableId::unpack(rid.pack(513));
         assert_eq!(loop_id, 513);
-        assert_eq!(p, Packed { key: 12345, low: 99 });
+        assert_eq!(
+            p,
+            Packed {
+                key: 12345,
+                low: 99
+            }
+        );
     }
 
     #[test]

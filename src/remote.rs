@@ -12,8 +12,8 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::panic::Location;
-use std::sync::{Arc, RwLock, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering, fence};
+use std::sync::{Arc, RwLock, Weak};
 
 use parking_lot::Mutex;
 
@@ -166,7 +166,10 @@ static LOOPS: RwLock<Vec<Option<Weak<Shared>>>> = RwLock::new(Vec::new());
 pub(crate) fn register_loop(shared: &Arc<Shared>) -> u16 {
     let mut loops = LOOPS.write().unwrap_or_else(|e| e.into_inner());
     let weak = Some(Arc::downgrade(shared));
-    let id = match loops.iter().position(|l| l.as_ref().is_none_or(|w| w.strong_count() == 0)) {
+    let id = match loops
+        .iter()
+        .position(|l| l.as_ref().is_none_or(|w| w.strong_count() == 0))
+    {
         Some(i) => {
             loops[i] = weak;
             i

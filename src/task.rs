@@ -13,10 +13,10 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind, resume_unwind};
 use std::pin::{Pin, pin};
+use std::ptr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::ptr;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -540,7 +540,9 @@ impl<T: 'static> Task<T> {
         self.cell.head().next_callback.set(id + 1);
         if self.cell.head().done.get() {
             if let Some(lp) = self.cell.head().lp.upgrade() {
-                self.cell.head().schedule_callback(&self.cell, &lp, Box::new(f));
+                self.cell
+                    .head()
+                    .schedule_callback(&self.cell, &lp, Box::new(f));
             }
         } else {
             self.cell.head().callbacks.borrow_mut().push(Box::new(f));

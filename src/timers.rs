@@ -286,7 +286,9 @@ mod tests {
         let mut x = 12345u64;
         let mut all = vec![];
         for id in 0..2000u64 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let e = TimerEntry {
                 when: x % 97,
                 id,

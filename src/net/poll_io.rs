@@ -188,7 +188,11 @@ impl<S: Source> PollIo<S>
 where
     for<'a> &'a S: Read + Write,
 {
-    pub(crate) fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    pub(crate) fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         self.poll_read_with(cx, |mut s| s.read(buf))
     }
 
