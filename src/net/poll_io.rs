@@ -41,12 +41,18 @@ impl Direction {
 struct State {
     read: Direction,
     write: Direction,
+    /// An event reported a hang-up or error: reads go on until they say so (no
+    /// short-read shortcut).
+    read_closed: Cell<bool>,
     /// (iteration, operations completed in it), for the budget.
     budget: Cell<(u64, u32)>,
 }
 
 impl SourceHandler for State {
     fn ready(&self, _: &Loop, readiness: Readiness) {
+        if readiness.bits() & (Readiness::READ_CLOSED | Readiness::ERROR) != 0 {
+            self.read_closed.set(true);
+        }
         if readiness.is_readable() {
             self.read.fire();
         }

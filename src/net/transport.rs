@@ -158,7 +158,12 @@ impl TransportInner {
         }
     }
 
-    fn read_some(&self, lp: &Loop) {
+    /// Reads and hands data to the protocol, up to the budget. Edge-triggered: a
+    /// read shorter than the buffer means the socket was drained, so unless
+    /// `until_blocked` (the event also reported a hang-up or error, or no event
+    /// vouches for the state) it stops there rather than pay a syscall for the
+    /// `WouldBlock`; new data makes a new edge.
+    fn read_some(&self, lp: &Loop, until_blocked: bool) {
         self.read_pending.set(false);
         let mut buf = READ_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
         if buf.len() < READ_SIZE {
@@ -204,6 +209,9 @@ impl TransportInner {
                     let guard = FatalOnPanic(self, lp);
                     self.protocol.borrow_mut().data_received(&buf[..n]);
                     std::mem::forget(guard);
+                    if n < buf.len() && !until_blocked {
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -217,7 +225,7 @@ impl TransportInner {
         if !budget_left {
             // Edge-triggered: no new event will say there is more. Go on next iteration.
             if let Some(me) = self.me.upgrade() {
-                lp.call_soon(move |lp| me.read_some(lp));
+                lp.call_soon(move |lp| me.read_some(lp, true));
             }
         }
     }
@@ -423,7 +431,8 @@ impl SourceHandler for TransportInner {
             if self.reading_paused.get() {
                 self.read_pending.set(true);
             } else {
-                self.read_some(lp);
+                let hangup = readiness.bits() & (Readiness::READ_CLOSED | Readiness::ERROR) != 0;
+                self.read_some(lp, hangup);
             }
         }
     }
@@ -502,7 +511,7 @@ impl Transport {
             && let (Some(lp), Some(me)) = (inner.lp.upgrade(), inner.me.upgrade())
             && !lp.is_closed()
         {
-            lp.call_soon(move |lp| me.read_some(lp));
+            lp.call_soon(move |lp| me.read_some(lp, true));
         }
     }
 
