@@ -12,6 +12,9 @@
 //! - `callbacks_batch`: 1,000,000 no-op callbacks scheduled, then run.
 //! - `callbacks_chain`: one callback re-scheduling itself 1,000,000 times (calloop:
 //!   100,000 times).
+//! - `debug_mode`: `callbacks_chain` (and a task yielding 1,000,000 times) on a loop
+//!   built with `debug(false)` and with `debug(true)`: what debug mode costs a
+//!   callback, and that it costs nothing when off.
 //! - `timers`: 200,000 timers spread over 50 ms, every second one cancelled, run until
 //!   the rest have fired (calloop: 20,000, as its timer cancel is O(n)).
 //! - `threadsafe`: 2 producer threads × 500,000 threadsafe calls into a running loop.
@@ -36,6 +39,9 @@
 //!
 //! Run as a test (`cargo test --benches`, no `--bench` flag), every workload runs once
 //! at a tiny size.
+//!
+//! The harness (timing, criterion groups, the summary, latency tables, the command
+//! line) is `support/mod.rs`, shared with `benches/tasks.rs`.
 
 use std::cell::{Cell, RefCell};
 use std::hint::black_box;
@@ -43,7 +49,7 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -52,13 +58,18 @@ use calloop::channel::{self, Event as ChannelEvent};
 use calloop::generic::Generic;
 use calloop::timer::{TimeoutAction, Timer};
 use calloop::{EventLoop, Interest, LoopHandle, Mode, PostAction};
-use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
+use criterion::Criterion;
 use evloop::Loop;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::runtime::{Builder, Runtime};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::LocalSet;
+
+#[path = "support/mod.rs"]
+mod support;
+use support::{
+    Per, Reply, Run, Sample, Span, current_thread, group, lateness, reply, round_trips,
+    roundtrip_evloop, roundtrip_std_baseline, roundtrip_tokio,
+};
 
 /// `timers`, `timers_sparse`: the span the deadlines are spread over.
 const SPAN: Duration = Duration::from_millis(50);
@@ -122,241 +133,9 @@ impl Sizes {
     };
 }
 
-// ----- measuring -----
-
-/// Wall time and this thread's CPU time of one workload.
-#[derive(Clone, Copy)]
-struct Sample {
-    wall: Duration,
-    cpu: Duration,
-}
-
-struct Span {
-    wall: Instant,
-    cpu: Duration,
-}
-
-impl Span {
-    fn start() -> Span {
-        Span {
-            cpu: thread_cpu_time(),
-            wall: Instant::now(),
-        }
-    }
-
-    fn stop(self) -> Sample {
-        let wall = self.wall.elapsed();
-        Sample {
-            wall,
-            cpu: thread_cpu_time().saturating_sub(self.cpu),
-        }
-    }
-}
-
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for the duration of the call.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// How a workload's time becomes a per-unit figure for the summary.
-#[derive(Clone, Copy)]
-enum Per {
-    /// Wall time / n, in ns.
-    Item(usize, &'static str),
-    /// (wall time − the span the deadlines cover) / n, in ns: the loop's overhead.
-    Overhead(usize, Duration),
-    /// Wall time / n, in µs.
-    ItemMicros(usize, &'static str),
-}
-
-impl Per {
-    fn wall(self, s: Sample) -> f64 {
-        match self {
-            Per::Item(n, _) => s.wall.as_nanos() as f64 / n as f64,
-            Per::Overhead(n, span) => {
-                (s.wall.as_nanos() as f64 - span.as_nanos() as f64) / n as f64
-            }
-            Per::ItemMicros(n, _) => s.wall.as_nanos() as f64 / n as f64 / 1e3,
-        }
-    }
-
-    fn cpu(self, s: Sample) -> f64 {
-        match self {
-            Per::Item(n, _) | Per::Overhead(n, _) => s.cpu.as_nanos() as f64 / n as f64,
-            Per::ItemMicros(n, _) => s.cpu.as_nanos() as f64 / n as f64 / 1e3,
-        }
-    }
-
-    fn unit(self) -> String {
-        match self {
-            Per::Item(_, what) => format!("ns/{what}"),
-            Per::Overhead(n, span) => {
-                format!("ns/timer (wall: (t − {span:?}) / {n}; CPU: cpu / {n})")
-            }
-            Per::ItemMicros(_, what) => format!("µs/{what}"),
-        }
-    }
-}
-
-/// One summary row.
-struct Row {
-    id: String,
-    per: Per,
-    wall: f64,
-    cpu: f64,
-    samples: usize,
-}
-
-/// Settings and results shared by the whole run.
-struct Run {
-    args: Args,
-    sizes: Sizes,
-    rows: RefCell<Vec<Row>>,
-}
-
-impl Run {
-    /// Whether the latency row `id` is selected.
-    fn wants(&self, id: &str) -> bool {
-        !self.args.list
-            && match &self.args.filter {
-                None => true,
-                Some(f) => id.contains(f.as_str()),
-            }
-    }
-
-    /// Records a latency row: `lateness` in ns (negative: early).
-    fn latency(&self, id: &str, mut lateness: Vec<i64>) {
-        lateness.sort_unstable();
-        let early = lateness.iter().filter(|&&ns| ns < 0).count();
-        let us = |ns: i64| ns as f64 / 1e3;
-        println!(
-            "| {id} | {:.1} | {:.1} | {:.1} | {:.1} | {early} | {} |",
-            us(percentile(&lateness, 0.50)),
-            us(percentile(&lateness, 0.99)),
-            us(lateness[0]),
-            us(*lateness.last().expect("samples")),
-            lateness.len()
-        );
-    }
-
-    fn print_summary(&self) {
-        let rows = self.rows.borrow();
-        if !rows.is_empty() {
-            println!("\n## Throughput: medians of measured iterations\n");
-            println!("| benchmark | wall | loop-thread CPU | unit | iterations |");
-            println!("|---|---:|---:|---|---:|");
-            for r in rows.iter() {
-                println!(
-                    "| {} | {:.2} | {:.2} | {} | {} |",
-                    r.id,
-                    r.wall,
-                    r.cpu,
-                    r.per.unit(),
-                    r.samples
-                );
-            }
-        }
-    }
-}
-
-const LATENCY_HEADER: &str = "| latency (µs) | p50 | p99 | min | max | early | samples |\n|---|---:|---:|---:|---:|---:|---:|";
-
-/// A criterion group whose functions also feed the summary.
-struct Group<'c, 'r> {
-    g: BenchmarkGroup<'c, WallTime>,
-    name: &'static str,
-    run: &'r Run,
-}
-
-fn group<'c, 'r>(c: &'c mut Criterion, run: &'r Run, name: &'static str) -> Group<'c, 'r> {
-    let mut g = c.benchmark_group(name);
-    // Each iteration is a whole workload of tens of milliseconds: the same number of
-    // iterations per sample, not criterion's linear ramp.
-    g.sampling_mode(SamplingMode::Flat);
-    Group { g, name, run }
-}
-
-impl Group<'_, '_> {
-    /// Benchmarks `workload` (which times itself, setup excluded) as `group/name`.
-    fn bench(&mut self, name: &str, per: Per, mut workload: impl FnMut() -> Sample) {
-        // One inner Vec per call of the routine: criterion calls it once per sample,
-        // after its warm-up calls, so the last `sample_size` calls are the measured ones.
-        let mut calls: Vec<Vec<Sample>> = Vec::new();
-        if let Per::Item(n, _) | Per::ItemMicros(n, _) = per {
-            self.g.throughput(Throughput::Elements(n as u64));
-        }
-        self.g.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let mut this = Vec::with_capacity(iters as usize);
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let s = workload();
-                    total += s.wall;
-                    this.push(s);
-                }
-                calls.push(this);
-                total
-            })
-        });
-        if calls.is_empty() {
-            return; // filtered out
-        }
-        let skip = calls.len().saturating_sub(self.run.args.sample_size);
-        let measured: Vec<Sample> = calls.into_iter().skip(skip).flatten().collect();
-        self.run.rows.borrow_mut().push(Row {
-            id: format!("{}/{name}", self.name),
-            per,
-            wall: median(measured.iter().map(|s| per.wall(*s)).collect()),
-            cpu: median(measured.iter().map(|s| per.cpu(*s)).collect()),
-            samples: measured.len(),
-        });
-    }
-
-    fn finish(self) {
-        self.g.finish();
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-/// The nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[i64], p: f64) -> i64 {
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// `now − deadline` in ns, negative if `now` is early.
-fn lateness(now: Instant, deadline: Instant) -> i64 {
-    match now.checked_duration_since(deadline) {
-        Some(late) => late.as_nanos() as i64,
-        None => -((deadline - now).as_nanos() as i64),
-    }
-}
-
 /// The delay of timer `i` of `n` spread over `SPAN`: the last one is due at `SPAN`.
 fn spread(i: usize, n: usize) -> Duration {
     SPAN * (i as u32 + 1) / n as u32
-}
-
-fn current_thread() -> Runtime {
-    Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
 }
 
 fn socketpair() -> (UnixStream, UnixStream) {
@@ -378,7 +157,7 @@ fn write_byte(mut s: &UnixStream) {
 
 // ----- callbacks_batch -----
 
-fn callbacks_batch(c: &mut Criterion, run: &Run) {
+fn callbacks_batch(c: &mut Criterion, run: &Run<Sizes>) {
     let z = run.sizes;
     let mut g = group(c, run, "callbacks_batch");
     let per = Per::Item(z.batch, "callback");
@@ -485,7 +264,7 @@ fn calloop_link(h: &LoopHandle<'static, u32>, left: &mut u32) {
     }
 }
 
-fn callbacks_chain(c: &mut Criterion, run: &Run) {
+fn callbacks_chain(c: &mut Criterion, run: &Run<Sizes>) {
     let z = run.sizes;
     let mut g = group(c, run, "callbacks_chain");
     let per = Per::Item(z.chain as usize, "link");
@@ -553,9 +332,42 @@ fn callbacks_chain(c: &mut Criterion, run: &Run) {
     g.finish();
 }
 
+// ----- debug_mode -----
+
+fn debug_mode(c: &mut Criterion, run: &Run<Sizes>) {
+    let z = run.sizes;
+    let mut g = group(c, run, "debug_mode");
+    let per = Per::Item(z.chain as usize, "link");
+    for (name, debug) in [("callbacks_off", false), ("callbacks_on", true)] {
+        let lp = Loop::builder().debug(debug).build().unwrap();
+        g.bench(name, per, || {
+            let s = Span::start();
+            lp.call_soon(move |lp| evloop_link(lp, z.chain - 1));
+            lp.run_forever().unwrap();
+            s.stop()
+        });
+    }
+    // A task step goes through the same per-callback path as a callback.
+    let per = Per::Item(z.chain as usize, "step");
+    for (name, debug) in [("task_yield_off", false), ("task_yield_on", true)] {
+        let lp = Loop::builder().debug(debug).build().unwrap();
+        g.bench(name, per, || {
+            let s = Span::start();
+            let task = lp.create_task(async move {
+                for _ in 0..z.chain {
+                    evloop::yield_now().await;
+                }
+            });
+            lp.run_until_complete(task).unwrap().unwrap();
+            s.stop()
+        });
+    }
+    g.finish();
+}
+
 // ----- timers -----
 
-fn timers(c: &mut Criterion, run: &Run) {
+fn timers(c: &mut Criterion, run: &Run<Sizes>) {
     let z = run.sizes;
     let mut g = group(c, run, "timers");
 
@@ -679,7 +491,7 @@ where
     sample
 }
 
-fn threadsafe(c: &mut Criterion, run: &Run) {
+fn threadsafe(c: &mut Criterion, run: &Run<Sizes>) {
     let z = run.sizes;
     let mut g = group(c, run, "threadsafe");
     let calls = PRODUCERS * z.per_producer;
@@ -790,7 +602,7 @@ fn threadsafe(c: &mut Criterion, run: &Run) {
 
 // ----- fd_pingpong -----
 
-fn fd_pingpong(c: &mut Criterion, run: &Run) {
+fn fd_pingpong(c: &mut Criterion, run: &Run<Sizes>) {
     let z = run.sizes;
     let mut g = group(c, run, "fd_pingpong");
     let per = Per::ItemMicros(z.pingpongs, "round trip");
@@ -972,7 +784,7 @@ fn sparse_calloop(n: usize, rounds: usize) -> Vec<i64> {
     out
 }
 
-fn timers_sparse(run: &Run) {
+fn timers_sparse(run: &Run<Sizes>) {
     let (n, rounds) = (run.sizes.sparse, run.sizes.sparse_rounds);
     type Bench = fn(usize, usize) -> Vec<i64>;
     let rows: [(&str, Bench); 3] = [
@@ -980,7 +792,7 @@ fn timers_sparse(run: &Run) {
         ("timers_sparse/tokio_current_thread", sparse_tokio),
         ("timers_sparse/calloop", sparse_calloop),
     ];
-    print_table_header(run, &rows.map(|r| r.0));
+    run.table_header(&rows.map(|r| r.0));
     for (id, f) in rows {
         if run.wants(id) {
             run.latency(id, f(n, rounds));
@@ -988,77 +800,7 @@ fn timers_sparse(run: &Run) {
     }
 }
 
-fn print_table_header(run: &Run, ids: &[&str]) {
-    if ids.iter().any(|id| run.wants(id)) {
-        println!("\n{LATENCY_HEADER}");
-    }
-}
-
 // ----- threadsafe_roundtrip (latency) -----
-
-/// The foreign thread's side: `n` timed round trips after `warmup` untimed ones.
-/// `send(flag, me)` must make the loop set `flag` and unpark `me`.
-fn round_trips(
-    n: usize,
-    warmup: usize,
-    send: impl Fn(Arc<AtomicBool>, thread::Thread),
-) -> Vec<i64> {
-    let me = thread::current();
-    let flag = Arc::new(AtomicBool::new(false));
-    let mut out = Vec::with_capacity(n);
-    for i in 0..warmup + n {
-        flag.store(false, Ordering::Relaxed);
-        let t = Instant::now();
-        send(flag.clone(), me.clone());
-        while !flag.load(Ordering::Acquire) {
-            thread::park();
-        }
-        let took = t.elapsed();
-        if i >= warmup {
-            out.push(took.as_nanos() as i64);
-        }
-    }
-    out
-}
-
-fn reply(flag: &AtomicBool, th: &thread::Thread) {
-    flag.store(true, Ordering::Release);
-    th.unpark();
-}
-
-fn roundtrip_evloop(n: usize, warmup: usize) -> Vec<i64> {
-    let lp = Loop::new().unwrap();
-    let remote = lp.remote();
-    let th = thread::spawn(move || {
-        let out = round_trips(n, warmup, |flag, me| {
-            remote
-                .call_soon_threadsafe(move |_| reply(&flag, &me))
-                .unwrap();
-        });
-        remote.stop();
-        out
-    });
-    lp.run_forever().unwrap();
-    th.join().unwrap()
-}
-
-fn roundtrip_tokio(n: usize, warmup: usize) -> Vec<i64> {
-    let rt = current_thread();
-    let handle = rt.handle().clone();
-    let finished = Arc::new(Notify::new());
-    let done = finished.clone();
-    let th = thread::spawn(move || {
-        let out = round_trips(n, warmup, |flag, me| {
-            drop(handle.spawn(async move { reply(&flag, &me) }));
-        });
-        done.notify_one();
-        out
-    });
-    rt.block_on(finished.notified());
-    th.join().unwrap()
-}
-
-type Reply = Option<(Arc<AtomicBool>, thread::Thread)>;
 
 fn roundtrip_tokio_mpsc(n: usize, warmup: usize) -> Vec<i64> {
     let rt = current_thread();
@@ -1097,22 +839,7 @@ fn roundtrip_calloop(n: usize, warmup: usize) -> Vec<i64> {
     th.join().unwrap()
 }
 
-/// The floor, without an event loop: the "loop" is a thread blocked on a std channel
-/// (a futex wake each way, as in every row).
-fn roundtrip_std_baseline(n: usize, warmup: usize) -> Vec<i64> {
-    let (tx, rx) = std::sync::mpsc::channel::<Reply>();
-    let th = thread::spawn(move || {
-        let out = round_trips(n, warmup, |flag, me| tx.send(Some((flag, me))).unwrap());
-        tx.send(None).unwrap();
-        out
-    });
-    while let Ok(Some((flag, me))) = rx.recv() {
-        reply(&flag, &me);
-    }
-    th.join().unwrap()
-}
-
-fn threadsafe_roundtrip(run: &Run) {
+fn threadsafe_roundtrip(run: &Run<Sizes>) {
     let (n, warmup) = (run.sizes.round_trips, run.sizes.round_trip_warmup);
     type Bench = fn(usize, usize) -> Vec<i64>;
     let rows: [(&str, Bench); 5] = [
@@ -1125,7 +852,7 @@ fn threadsafe_roundtrip(run: &Run) {
             roundtrip_std_baseline,
         ),
     ];
-    print_table_header(run, &rows.map(|r| r.0));
+    run.table_header(&rows.map(|r| r.0));
     for (id, f) in rows {
         if run.wants(id) {
             run.latency(id, f(n, warmup));
@@ -1135,98 +862,17 @@ fn threadsafe_roundtrip(run: &Run) {
 
 // ----- main -----
 
-/// What this binary needs to know of criterion's command line (criterion parses it
-/// again for itself).
-struct Args {
-    filter: Option<String>,
-    /// `cargo test --benches` (no `--bench`) or `--test`: run everything once, small.
-    test: bool,
-    list: bool,
-    sample_size: usize,
-}
-
-impl Args {
-    fn parse() -> Args {
-        // criterion's options that take a value.
-        const VALUED: &[&str] = &[
-            "--color",
-            "-c",
-            "--save-baseline",
-            "-s",
-            "--baseline",
-            "-b",
-            "--baseline-lenient",
-            "--format",
-            "--profile-time",
-            "--load-baseline",
-            "--sample-size",
-            "--warm-up-time",
-            "--measurement-time",
-            "--nresamples",
-            "--noise-threshold",
-            "--confidence-level",
-            "--significance-level",
-            "--plotting-backend",
-            "--output-format",
-        ];
-        let mut args = Args {
-            filter: None,
-            test: false,
-            list: false,
-            sample_size: SAMPLE_SIZE,
-        };
-        let (mut bench, mut test) = (false, false);
-        let mut it = std::env::args().skip(1);
-        while let Some(a) = it.next() {
-            match a.as_str() {
-                "--bench" => bench = true,
-                "--test" => test = true,
-                "--list" => args.list = true,
-                "--sample-size" => {
-                    if let Some(n) = it.next().and_then(|v| v.parse().ok()) {
-                        args.sample_size = n;
-                    }
-                }
-                s if VALUED.contains(&s) => {
-                    it.next();
-                }
-                s if s.starts_with('-') => {}
-                s => args.filter = Some(s.to_owned()),
-            }
-        }
-        args.test = test || !bench;
-        args
-    }
-}
-
-const SAMPLE_SIZE: usize = 10;
-
 fn main() {
-    let args = Args::parse();
-    let run = Run {
-        sizes: if args.test { Sizes::TEST } else { Sizes::BENCH },
-        args,
-        rows: RefCell::new(Vec::new()),
-    };
-    let mut c = Criterion::default()
-        .sample_size(SAMPLE_SIZE)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        // Plots and 100,000 bootstrap resamples cost more time than they are worth
-        // with 10 samples a benchmark.
-        .without_plots()
-        .nresamples(10_000)
-        .configure_from_args();
+    let run = Run::new(Sizes::BENCH, Sizes::TEST);
+    let mut c = run.criterion();
 
     callbacks_batch(&mut c, &run);
     callbacks_chain(&mut c, &run);
+    debug_mode(&mut c, &run);
     timers(&mut c, &run);
     threadsafe(&mut c, &run);
     fd_pingpong(&mut c, &run);
-    c.final_summary();
-    if !run.args.test && !run.args.list {
-        run.print_summary();
-    }
+    run.finish_groups(&mut c);
 
     timers_sparse(&run);
     threadsafe_roundtrip(&run);
