@@ -51,10 +51,14 @@
 //! then calls [`Loop::run_once`] with a zero timeout.
 //!
 //! # Platform
-//! Linux (epoll, eventfd, timerfd).
+//! 64-bit Linux (epoll, eventfd, timerfd).
 
 #![warn(missing_docs)]
 #![warn(rust_2018_idioms)]
+
+// Task wakers pack a loop id, a task key and a generation into a pointer-sized word.
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("evloop supports 64-bit Linux only");
 
 mod callback;
 mod clock;
