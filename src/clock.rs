@@ -195,8 +195,10 @@ impl Clock {
 impl Manual {
     fn notify(&self) {
         let loops: Vec<Arc<Shared>> = self.loops.lock().iter().filter_map(Weak::upgrade).collect();
+        // Unconditionally: a loop that read the clock just before this advance may be
+        // about to sleep without a timeout; the coalesced `notify` would miss it.
         for shared in loops {
-            shared.notify();
+            shared.force_wake();
         }
     }
 }

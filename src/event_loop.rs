@@ -578,7 +578,12 @@ impl Loop {
                     r.location()
                 );
             }
-            r.shutdown();
+            // One bad destructor must not cut the rest of the clean-up short.
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| r.shutdown())) {
+                let ctx =
+                    ErrorContext::from_panic("a task panicked while the loop closed", &*payload);
+                self.call_exception_handler(ctx);
+            }
         }
         drop(runnables);
         for s in &sources {
@@ -597,7 +602,10 @@ impl Loop {
         drop(io);
         drop(sources);
         for hook in hooks {
-            hook();
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(hook)) {
+                let ctx = ErrorContext::from_panic("a close hook panicked", &*payload);
+                self.call_exception_handler(ctx);
+            }
         }
         let extensions = std::mem::take(&mut *inner.extensions.borrow_mut());
         drop(extensions);
@@ -823,7 +831,7 @@ impl Loop {
     /// dropped too, the returned handle cancelled). Panics on a closed loop otherwise.
     #[track_caller]
     #[inline]
-    fn closing_drops(&self, what: &str) -> bool {
+    pub(crate) fn closing_drops(&self, what: &str) -> bool {
         // One branch on the hot path: `dropping` implies `closed`.
         if self.inner.closed.get() {
             if self.inner.dropping.get() {
@@ -840,15 +848,6 @@ impl Loop {
         panic!(
             "Loop::{what} called on a closed loop: a closed loop runs nothing more; create a new Loop"
         );
-    }
-
-    /// Panics with a clear message if the loop is closed.
-    #[track_caller]
-    #[inline]
-    pub(crate) fn check_open(&self, what: &str) {
-        if self.inner.closed.get() {
-            self.closed_panic(what);
-        }
     }
 
     /// Runs `f` as a callback would run: panics caught and reported, slow calls

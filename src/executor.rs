@@ -182,7 +182,10 @@ impl Loop {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Task<T> {
-        self.check_open("run_in_executor");
+        if self.closing_drops("run_in_executor") {
+            drop(f); // asked from a destructor while `close()` drops: never runs
+            return self.create_task(async { unreachable!("cancelled at creation") });
+        }
         let pool =
             self.extension(|| Pool::new(self.executor_threads().unwrap_or_else(default_threads)));
         if !pool.close_hooked.replace(true) {

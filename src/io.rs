@@ -204,13 +204,10 @@ impl Io {
             *reg.slot(write) = Some(watcher);
             let ev = reg.events();
             let token = reg.token(key);
-            match epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, ev, token) {
-                // Registered under a number we no longer track (cannot normally happen).
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                    epoll_ctl(epfd, libc::EPOLL_CTL_MOD, fd, ev, token)?
-                }
-                r => r?,
-            }
+            // EEXIST: the fd is already in the epoll set but not as a user fd: it is
+            // one of the loop's own (its wake-up or timer fd, a library socket). The
+            // error stands: taking it over would break the loop.
+            epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, ev, token)?;
             entry.insert(reg);
             self.by_fd.insert(fd, key);
             Ok((key, id, [None, None]))

@@ -230,9 +230,10 @@ impl<T: 'static> Head<T> {
 }
 
 impl<F: Future> TaskCell<F> {
-    /// Drops the future in place (it is pinned: never moved out).
-    fn drop_future(&self) {
-        *self.future.borrow_mut() = None;
+    /// Drops the future in place (it is pinned: never moved out). A panic in its
+    /// `Drop` is caught and handed back, so that the task still completes.
+    fn drop_future(&self) -> Option<Box<dyn std::any::Any + Send>> {
+        catch_unwind(AssertUnwindSafe(|| *self.future.borrow_mut() = None)).err()
     }
 }
 
@@ -262,8 +263,11 @@ impl<F: Future + 'static> Runnable for TaskCell<F> {
         }
         let me: Rc<dyn TaskRef<F::Output>> = self.clone();
         if head.cancel_requested.get() {
-            self.drop_future();
-            head.finish(&me, lp, Err(TaskError::Cancelled));
+            let result = match self.drop_future() {
+                None => Err(TaskError::Cancelled),
+                Some(panic) => Err(TaskError::Panicked(panic)),
+            };
+            head.finish(&me, lp, result);
             return;
         }
         let polled = {
@@ -279,11 +283,16 @@ impl<F: Future + 'static> Runnable for TaskCell<F> {
         match polled {
             Ok(Poll::Pending) => {}
             Ok(Poll::Ready(v)) => {
-                self.drop_future();
-                head.finish(&me, lp, Ok(v));
+                // A future that panics while being dropped fails its task.
+                let result = match self.drop_future() {
+                    None => Ok(v),
+                    Some(panic) => Err(TaskError::Panicked(panic)),
+                };
+                head.finish(&me, lp, result);
             }
             Err(payload) => {
-                self.drop_future();
+                // The poll's panic is the one reported; one from the drop is dropped.
+                drop(self.drop_future());
                 head.finish(&me, lp, Err(TaskError::Panicked(payload)));
             }
         }
@@ -311,7 +320,12 @@ impl<F: Future + 'static> Runnable for TaskCell<F> {
     }
 
     fn shutdown(&self) {
-        self.drop_future();
+        if self.drop_future().is_some() {
+            log::error!(
+                "a task's future panicked while being dropped (task spawned at {})",
+                self.head.location
+            );
+        }
         let head = &self.head;
         if !head.done.replace(true) {
             head.cancelled.set(true);
@@ -365,7 +379,7 @@ impl Loop {
         fut: F,
         location: &'static Location<'static>,
     ) -> Task<F::Output> {
-        self.check_open("create_task");
+        let dropping = self.closing_drops("create_task");
         let lp = self.downgrade();
         let loop_id = self.loop_id();
         let cell = self.register_runnable(|rid| {
@@ -391,6 +405,13 @@ impl Loop {
                 future: RefCell::new(Some(fut)),
             })
         });
+        if dropping {
+            // Spawned from a destructor while `close()` drops what was pending: the
+            // task is cancelled at once, never polled.
+            cell.shutdown();
+            self.unregister_runnable(cell.head.rid);
+            return Task { cell };
+        }
         self.push_entry(Entry::Runnable(cell.clone()));
         Task { cell }
     }

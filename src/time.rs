@@ -242,25 +242,44 @@ pub fn interval(period: Duration) -> Interval {
         !period.is_zero(),
         "evloop::interval needs a non-zero period"
     );
-    Interval { period, next: None }
+    Interval {
+        period,
+        next: Next::First,
+    }
 }
 
 /// The ticker of [`interval`].
 #[derive(Debug)]
 pub struct Interval {
     period: Duration,
-    next: Option<Instant>,
+    next: Next,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Next {
+    First,
+    At(Instant),
+    /// The period is too long for the clock to represent the next tick: it never comes.
+    Never,
 }
 
 impl Interval {
-    /// Waits for the next tick and returns its scheduled instant.
+    /// Waits for the next tick and returns its scheduled instant. (With a period too
+    /// large to represent, such as `Duration::MAX`, every tick after the first waits
+    /// for ever.)
     pub async fn tick(&mut self) -> Instant {
         let lp = current_loop("interval");
-        let due = self.next.unwrap_or_else(|| lp.time());
+        let due = match self.next {
+            Next::First => lp.time(),
+            Next::At(t) => t,
+            Next::Never => std::future::pending().await,
+        };
         sleep_until(due).await;
         let now = lp.time();
-        let next = due + self.period;
-        self.next = Some(if next < now { now + self.period } else { next });
+        self.next = match due.checked_add(self.period) {
+            Some(next) if next >= now => Next::At(next),
+            _ => now.checked_add(self.period).map_or(Next::Never, Next::At),
+        };
         due
     }
 }
