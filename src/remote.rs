@@ -1,8 +1,8 @@
 //! `Remote`: how other threads reach a loop.
 //!
-//! Threadsafe calls are pushed onto a mutex-guarded `Vec`, which the loop swaps out
-//! whole once per iteration (one lock per batch on its side; a lock and a push on a
-//! producer's). A `pending` flag lets the loop see that calls are waiting without
+//! Threadsafe calls are pushed onto mutex-guarded `Vec`s (a few shards, one per
+//! producer thread), which the loop swaps out whole once per iteration (one lock per
+//! shard and batch on its side; a lock and a push on a producer's). A `pending` flag lets the loop see that calls are waiting without
 //! taking the lock. A loop blocked in poll is woken through a `mio::Waker` (an
 //! eventfd). Wake-ups are coalesced by the `state` flag: producers wake the loop only
 //! when it has announced that it is about to sleep, and only the first of them does;
@@ -207,7 +207,10 @@ const NOTIFIED: u8 = 2;
 
 /// The part of a loop that other threads hold.
 pub(crate) struct Shared {
-    queue: Mutex<Calls>,
+    /// The queue, in shards: each producer thread always pushes to the same one (so
+    /// its calls stay in order), and two producers seldom share one, so they do not
+    /// fight over a lock and a cache line on every call. The loop drains them all.
+    shards: [Shard; SHARDS],
     /// Spent call cells, for reuse (at most `POOL_MAX`).
     pool: Mutex<Vec<Arc<CallCell>>>,
     /// Set by a producer after it pushed; cleared by the loop before it drains. The
@@ -219,7 +222,21 @@ pub(crate) struct Shared {
     closed: AtomicBool,
 }
 
-/// The queue proper.
+/// How many shards the remote queue has.
+const SHARDS: usize = 4;
+
+/// One shard, on its own cache lines.
+#[repr(align(128))]
+struct Shard(Mutex<Calls>);
+
+static NEXT_SHARD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's shard, assigned round-robin on first use.
+    static MY_SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+}
+
+/// A shard of the remote queue.
 struct Calls {
     calls: Vec<Queued>,
     /// Set under the lock by `close()`: a push either lands before it (and is
@@ -230,9 +247,11 @@ struct Calls {
 impl Shared {
     pub(crate) fn new(waker: mio::Waker) -> Arc<Shared> {
         Arc::new(Shared {
-            queue: Mutex::new(Calls {
-                calls: Vec::new(),
-                closed: false,
+            shards: std::array::from_fn(|_| {
+                Shard(Mutex::new(Calls {
+                    calls: Vec::new(),
+                    closed: false,
+                }))
             }),
             pool: Mutex::new(Vec::new()),
             pending: AtomicBool::new(false),
@@ -245,7 +264,8 @@ impl Shared {
     /// Queues a call. Fails (handing it back) if the loop is closed.
     fn push(&self, call: Queued) -> Result<(), Queued> {
         {
-            let mut q = self.queue.lock();
+            let shard = MY_SHARD.try_with(|s| *s).unwrap_or(0);
+            let mut q = self.shards[shard].0.lock();
             if q.closed {
                 return Err(call);
             }
@@ -307,17 +327,32 @@ impl Shared {
         if !self.pending.load(Ordering::Acquire) {
             return;
         }
-        // Cleared before the swap: a push after the swap sets it again.
+        // Cleared before the swaps: a push after them sets it again.
         self.pending.store(false, Ordering::Release);
-        std::mem::swap(&mut self.queue.lock().calls, into);
+        for shard in &self.shards {
+            let mut q = shard.0.lock();
+            if q.calls.is_empty() {
+                continue;
+            }
+            if into.is_empty() {
+                // Swap buffers: the shard keeps a warm, empty one.
+                std::mem::swap(&mut q.calls, into);
+            } else {
+                into.append(&mut q.calls);
+            }
+        }
     }
 
     /// Loop side, `close()`: refuses later pushes and hands back what was queued.
     pub(crate) fn shut(&self) -> Vec<Queued> {
         self.closed.store(true, Ordering::SeqCst);
-        let mut q = self.queue.lock();
-        q.closed = true;
-        std::mem::take(&mut q.calls)
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            let mut q = shard.0.lock();
+            q.closed = true;
+            all.append(&mut q.calls);
+        }
+        all
     }
 
     /// Producer side, after queueing: wake the loop if it sleeps and nobody has yet.
