@@ -40,7 +40,10 @@ struct DgramInner {
     /// The receive buffer, reused.
     rbuf: RefCell<Vec<u8>>,
     closing: Cell<bool>,
+    /// `connection_lost` is scheduled.
     lost: Cell<bool>,
+    /// `connection_lost` ran and the socket is closed.
+    finished: Cell<bool>,
 }
 
 impl DgramInner {
@@ -135,7 +138,20 @@ impl DgramInner {
             return;
         }
         let Some(me) = self.me.upgrade() else { return };
-        let finish = move |lp: &Loop| {
+        if lp.is_closed() {
+            me.finish(lp);
+        } else {
+            lp.call_soon(move |lp| me.finish(lp));
+        }
+    }
+
+    /// Calls `connection_lost` (once) and closes the socket.
+    fn finish(&self, lp: &Loop) {
+        if self.finished.replace(true) {
+            return;
+        }
+        let me = self;
+        {
             // Close the socket even if connection_lost panics.
             struct Release<'a>(&'a DgramInner, &'a Loop);
             impl Drop for Release<'_> {
@@ -146,13 +162,8 @@ impl DgramInner {
                     }
                 }
             }
-            let _release = Release(&me, lp);
+            let _release = Release(me, lp);
             me.protocol.borrow_mut().connection_lost(None);
-        };
-        if lp.is_closed() {
-            finish(lp);
-        } else {
-            lp.call_soon(finish);
         }
     }
 }
@@ -161,7 +172,9 @@ impl SourceHandler for DgramInner {
     fn loop_closed(&self, lp: &Loop) {
         self.closing.set(true);
         self.queue.borrow_mut().clear();
-        self.schedule_lost(lp);
+        // Inline: a `finish` scheduled earlier was dropped with the loop's queue.
+        self.lost.set(true);
+        self.finish(lp);
     }
 
     fn ready(&self, lp: &Loop, readiness: Readiness) {
@@ -336,6 +349,7 @@ impl Loop {
                 rbuf: RefCell::new(Vec::new()),
                 closing: Cell::new(false),
                 lost: Cell::new(false),
+                finished: Cell::new(false),
             });
             let id = {
                 let mut s = inner.sock.borrow_mut();

@@ -25,14 +25,24 @@ struct Direction {
     /// Invariant: false only after an operation returned `WouldBlock` and no event
     /// has arrived since. Starts true: try first, wait only when told to.
     ready: Cell<bool>,
-    waker: RefCell<Option<Waker>>,
+    /// Every task waiting on this direction (methods take `&self`, so several may):
+    /// all are woken by an event, and those that find nothing wait again.
+    wakers: RefCell<Vec<Waker>>,
 }
 
 impl Direction {
     fn fire(&self) {
         self.ready.set(true);
-        if let Some(w) = self.waker.borrow_mut().take() {
+        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
+        for w in wakers {
             w.wake();
+        }
+    }
+
+    fn wait(&self, waker: &Waker) {
+        let mut wakers = self.wakers.borrow_mut();
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
         }
     }
 }
@@ -147,7 +157,7 @@ impl<S: Source> PollIo<S> {
         if dir.ready.get() {
             Poll::Ready(())
         } else {
-            *dir.waker.borrow_mut() = Some(cx.waker().clone());
+            dir.wait(cx.waker());
             Poll::Pending
         }
     }
@@ -160,7 +170,7 @@ impl<S: Source> PollIo<S> {
     ) -> Poll<io::Result<T>> {
         loop {
             if !dir.ready.get() {
-                *dir.waker.borrow_mut() = Some(cx.waker().clone());
+                dir.wait(cx.waker());
                 return Poll::Pending;
             }
             if self.over_budget() {

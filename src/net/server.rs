@@ -129,7 +129,24 @@ impl Acceptor {
                 None => return,
             };
             match accepted {
-                Ok(sock) => server.serve(lp, sock),
+                Ok(sock) => {
+                    // A panicking protocol factory must not strand the connections
+                    // still in the backlog (no new edge would announce them).
+                    struct GoOnAfterPanic<'a>(&'a Acceptor, &'a Loop);
+                    impl Drop for GoOnAfterPanic<'_> {
+                        fn drop(&mut self) {
+                            if std::thread::panicking()
+                                && let Some(me) = self.0.me.upgrade()
+                                && !self.1.is_closed()
+                            {
+                                self.1.call_soon(move |lp| me.accept_some(lp));
+                            }
+                        }
+                    }
+                    let guard = GoOnAfterPanic(self, lp);
+                    server.serve(lp, sock);
+                    std::mem::forget(guard);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_transient(&e) => {}
                 Err(e) if is_resource_error(&e) => {
@@ -366,7 +383,10 @@ impl Future for WaitClosed {
         if inner.closed.get() && inner.active.get() == 0 {
             Poll::Ready(())
         } else {
-            inner.waiters.borrow_mut().push(cx.waker().clone());
+            let mut waiters = inner.waiters.borrow_mut();
+            if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                waiters.push(cx.waker().clone());
+            }
             Poll::Pending
         }
     }

@@ -57,6 +57,8 @@ pub(crate) struct TransportInner {
     closing: Cell<bool>,
     /// `connection_lost` is scheduled (it is called once).
     lost_scheduled: Cell<bool>,
+    /// `connection_made` ran: only then is `connection_lost` due.
+    made: Cell<bool>,
     lost: Cell<bool>,
     eof_requested: Cell<bool>,
     eof_sent: Cell<bool>,
@@ -94,6 +96,7 @@ impl TransportInner {
             low: Cell::new(DEFAULT_HIGH / 4),
             closing: Cell::new(false),
             lost_scheduled: Cell::new(false),
+            made: Cell::new(false),
             lost: Cell::new(false),
             eof_requested: Cell::new(false),
             eof_sent: Cell::new(false),
@@ -118,6 +121,7 @@ impl TransportInner {
         let t = transport.clone();
         lp.call_soon(move |_| {
             if !t.inner.lost.get() {
+                t.inner.made.set(true);
                 t.inner.protocol.borrow_mut().connection_made(&t);
             }
         });
@@ -276,7 +280,9 @@ impl TransportInner {
             }
         }
         let _release = Release(self, lp);
-        self.protocol.borrow_mut().connection_lost(err);
+        if self.made.get() {
+            self.protocol.borrow_mut().connection_lost(err);
+        }
     }
 
     /// Deregisters and closes the socket.
@@ -417,7 +423,10 @@ impl SourceHandler for TransportInner {
         self.closing.set(true);
         self.buf.borrow_mut().clear();
         self.start.set(0);
-        self.schedule_lost(lp, None); // the loop is closed: inline, then the socket is closed
+        // Inline: a `connection_lost` scheduled earlier was dropped with the queue.
+        // (It guards itself against a second call.)
+        self.lost_scheduled.set(true);
+        self.connection_lost(lp, None);
     }
 
     fn ready(&self, lp: &Loop, readiness: Readiness) {
