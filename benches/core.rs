@@ -68,7 +68,8 @@ use tokio::task::LocalSet;
 mod support;
 use support::{
     Per, Reply, Run, Sample, Span, current_thread, group, lateness, reply, round_trips,
-    roundtrip_evloop, roundtrip_std_baseline, roundtrip_tokio,
+    roundtrip_evloop, roundtrip_std_baseline, roundtrip_tokio, tokio_local_spawn_batch,
+    tokio_spawn_batch,
 };
 
 /// `timers`, `timers_sparse`: the span the deadlines are spread over.
@@ -191,25 +192,14 @@ fn callbacks_batch(c: &mut Criterion, run: &Run<Sizes>) {
     let rt = current_thread();
     g.bench("tokio_current_thread", per, || {
         let s = Span::start();
-        rt.block_on(async {
-            for _ in 0..z.batch - 1 {
-                drop(tokio::spawn(async {}));
-            }
-            // The run queue is FIFO: when the last task is done, all are.
-            tokio::spawn(async {}).await.unwrap();
-        });
+        tokio_spawn_batch(&rt, z.batch);
         s.stop()
     });
 
     let local = LocalSet::new();
     g.bench("tokio_localset", per, || {
         let s = Span::start();
-        local.block_on(&rt, async {
-            for _ in 0..z.batch - 1 {
-                drop(tokio::task::spawn_local(async {}));
-            }
-            tokio::task::spawn_local(async {}).await.unwrap();
-        });
+        tokio_local_spawn_batch(&local, &rt, z.batch);
         s.stop()
     });
     drop(local);

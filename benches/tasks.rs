@@ -62,7 +62,7 @@ use tokio::task::LocalSet;
 mod support;
 use support::{
     Per, Reply, Run, Sample, Span, current_thread, group, reply, round_trips, roundtrip_evloop,
-    roundtrip_std_baseline, roundtrip_tokio,
+    roundtrip_std_baseline, roundtrip_tokio, tokio_local_spawn_batch, tokio_spawn_batch,
 };
 
 /// Workload sizes: the real ones, or tiny ones when the binary runs as a test.
@@ -145,24 +145,14 @@ fn spawn(c: &mut Criterion, run: &Run<Sizes>) {
     let rt = current_thread();
     g.bench("tokio_current_thread", per, || {
         let s = Span::start();
-        rt.block_on(async {
-            for _ in 0..z.spawn - 1 {
-                drop(tokio::spawn(async {}));
-            }
-            tokio::spawn(async {}).await.unwrap();
-        });
+        tokio_spawn_batch(&rt, z.spawn);
         s.stop()
     });
 
     let local = LocalSet::new();
     g.bench("tokio_localset", per, || {
         let s = Span::start();
-        local.block_on(&rt, async {
-            for _ in 0..z.spawn - 1 {
-                drop(tokio::task::spawn_local(async {}));
-            }
-            tokio::task::spawn_local(async {}).await.unwrap();
-        });
+        tokio_local_spawn_batch(&local, &rt, z.spawn);
         s.stop()
     });
     drop(local);

@@ -486,3 +486,24 @@ impl Args {
         args
     }
 }
+
+/// `n` trivial tokio tasks spawned on `rt` and run to completion. The run queue is
+/// FIFO: when the last task is done, all are.
+pub fn tokio_spawn_batch(rt: &Runtime, n: usize) {
+    rt.block_on(async {
+        for _ in 0..n - 1 {
+            drop(tokio::spawn(async {}));
+        }
+        tokio::spawn(async {}).await.unwrap();
+    });
+}
+
+/// As [`tokio_spawn_batch`], with `spawn_local` on a `LocalSet`.
+pub fn tokio_local_spawn_batch(local: &tokio::task::LocalSet, rt: &Runtime, n: usize) {
+    local.block_on(rt, async {
+        for _ in 0..n - 1 {
+            drop(tokio::task::spawn_local(async {}));
+        }
+        tokio::task::spawn_local(async {}).await.unwrap();
+    });
+}

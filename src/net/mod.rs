@@ -18,6 +18,47 @@
 //! others; the level-triggered `add_reader` is for user callbacks. Host names are
 //! resolved off the loop, through [`run_in_executor`](crate::Loop::run_in_executor).
 
+/// `futures-io`'s `AsyncRead` / `AsyncWrite` for a stream type with an `io:
+/// PollIo<_>` field and a `shutdown` method (TCP and Unix streams alike).
+#[cfg(feature = "futures-io")]
+macro_rules! impl_futures_io {
+    ($stream:ty) => {
+        impl futures_io::AsyncRead for $stream {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut [u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.io.poll_read(cx, buf)
+            }
+        }
+
+        impl futures_io::AsyncWrite for $stream {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.io.poll_write(cx, buf)
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Ok(())) // nothing is buffered above the socket
+            }
+
+            fn poll_close(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(self.shutdown(std::net::Shutdown::Write))
+            }
+        }
+    };
+}
+
 mod addr;
 mod connect;
 mod datagram;

@@ -205,39 +205,4 @@ impl fmt::Debug for TcpStream {
 }
 
 #[cfg(feature = "futures-io")]
-mod futures_impls {
-    use std::io;
-    use std::net::Shutdown;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    use super::TcpStream;
-
-    impl futures_io::AsyncRead for TcpStream {
-        fn poll_read(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &mut [u8],
-        ) -> Poll<io::Result<usize>> {
-            self.io.poll_read(cx, buf)
-        }
-    }
-
-    impl futures_io::AsyncWrite for TcpStream {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            self.io.poll_write(cx, buf)
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(())) // nothing is buffered above the socket
-        }
-
-        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(self.shutdown(Shutdown::Write))
-        }
-    }
-}
+impl_futures_io!(TcpStream);
