@@ -1006,8 +1006,11 @@ impl Loop {
         }
 
         // 2. Poll.
+        // A virtual clock jumps only after a poll found nothing: with nothing ready,
+        // poll now rather than spin through iterations that skip it.
         let blocking = timeout != Some(Duration::ZERO);
-        if blocking || always_poll || inner.unpolled.get() >= POLL_INTERVAL {
+        let jump = !busy && inner.clock.auto_advances();
+        if blocking || jump || always_poll || inner.unpolled.get() >= POLL_INTERVAL {
             inner.unpolled.set(0);
             if blocking {
                 self.arm_timerfd();
