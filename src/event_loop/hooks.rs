@@ -1,0 +1,233 @@
+//! What the upper layers (tasks, the executor, sockets) and the cross-thread
+//! machinery ask of the loop: registries of runnables and sources, wake-ups,
+//! per-loop extensions, close hooks, and `invoke`, through which every callback runs.
+
+use std::any::Any;
+use std::io;
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Loop, WeakLoop};
+use crate::errors::{Error, ErrorContext};
+use crate::ready::{Entry, Packed, Runnable, RunnableId};
+use crate::remote::CallCell;
+use crate::source::{SourceHandler, SourceId};
+
+impl Loop {
+    /// Queues upper-layer work (a task step, a remote call on the loop thread).
+    pub(crate) fn push_entry(&self, entry: Entry) {
+        let was_empty = {
+            let mut ready = self.inner.ready.borrow_mut();
+            let was_empty = ready.is_empty();
+            ready.push(entry);
+            was_empty
+        };
+        if was_empty {
+            self.queued_while_idle();
+        }
+    }
+
+    /// Registers a library-owned socket, edge-triggered.
+    #[track_caller]
+    pub(crate) fn register_source(
+        &self,
+        source: &mut impl mio::event::Source,
+        interest: mio::Interest,
+        handler: Rc<dyn SourceHandler>,
+    ) -> io::Result<SourceId> {
+        if self.is_closed() {
+            return Err(io::Error::other(Error::Closed));
+        }
+        let location = Location::caller();
+        self.inner
+            .io
+            .borrow_mut()
+            .register_source(source, interest, handler, location)
+    }
+
+    /// Deregisters a library-owned socket (before it is closed).
+    pub(crate) fn deregister_source(&self, source: &mut impl mio::event::Source, id: SourceId) {
+        let handler = self.inner.io.borrow_mut().deregister_source(source, id);
+        drop(handler);
+    }
+
+    /// The number of the current iteration (for per-iteration budgets).
+    pub(crate) fn iteration(&self) -> u64 {
+        self.inner.stats.iterations.get()
+    }
+
+    /// Keeps a spent threadsafe-call cell for reuse.
+    pub(crate) fn recycle_cell(&self, cell: Arc<CallCell>) {
+        self.inner.recycled.borrow_mut().push(cell);
+    }
+
+    /// A reference that does not keep the loop alive.
+    pub(crate) fn downgrade(&self) -> WeakLoop {
+        WeakLoop(Rc::downgrade(&self.inner))
+    }
+
+    /// Registers the runnable that `make` builds, handing `make` its id first.
+    pub(crate) fn register_runnable<R: Runnable + 'static>(
+        &self,
+        make: impl FnOnce(RunnableId) -> Rc<R>,
+    ) -> Rc<R> {
+        let rid = self.inner.runnables.borrow().next();
+        let r = make(rid);
+        self.inner.runnables.borrow_mut().insert(rid, r.clone());
+        r
+    }
+
+    /// Unregisters a runnable (it is done).
+    pub(crate) fn unregister_runnable(&self, rid: RunnableId) {
+        let r = self.inner.runnables.borrow_mut().remove(rid);
+        drop(r);
+    }
+
+    /// This loop's id (task wakers carry it).
+    pub(crate) fn loop_id(&self) -> u16 {
+        self.inner.loop_id
+    }
+
+    /// A wake of runnable `rid` on this thread: queues a step unless one is queued.
+    pub(crate) fn wake_runnable(&self, rid: RunnableId) {
+        let r = self.inner.runnables.borrow().get(rid).cloned();
+        if let Some(r) = r
+            && r.wake()
+        {
+            self.push_entry(Entry::Runnable(r));
+        }
+    }
+
+    /// A waker's wake on this thread: queues a step unless one is queued.
+    pub(crate) fn wake_packed(&self, p: Packed) {
+        let r = self.inner.runnables.borrow().get_packed(p).cloned();
+        if let Some(r) = r
+            && r.wake()
+        {
+            self.push_entry(Entry::Runnable(r));
+        }
+    }
+
+    /// A waker's wake from another thread, drained in the run phase: runs the step
+    /// now unless one is queued.
+    pub(crate) fn wake_packed_now(&self, p: Packed) {
+        let r = self.inner.runnables.borrow().get_packed(p).cloned();
+        if let Some(r) = r
+            && r.wake()
+        {
+            let location = r.location();
+            self.invoke("task step", location, || r.run(self));
+        }
+    }
+
+    /// The registered runnable `rid`, if it is still live.
+    pub(crate) fn runnable(&self, rid: RunnableId) -> Option<Rc<dyn Runnable>> {
+        self.inner.runnables.borrow().get(rid).cloned()
+    }
+
+    /// Counts work in flight outside the loop (+1 when it starts, -1 when it is
+    /// back): while any is, a manual clock does not jump ahead.
+    pub(crate) fn external_work(&self, started: bool) {
+        let n = &self.inner.external;
+        n.set(if started { n.get() + 1 } else { n.get() - 1 });
+    }
+
+    /// The size the builder gave the default executor.
+    pub(crate) fn executor_threads(&self) -> Option<usize> {
+        self.inner.executor_threads
+    }
+
+    /// Whether `stop()` was called during this run.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.inner.stopping.get()
+    }
+
+    /// The upper-layer state of type `T`, made by `make` on first use.
+    pub(crate) fn extension<T: Any>(&self, make: impl FnOnce() -> T) -> Rc<T> {
+        let found = self
+            .inner
+            .extensions
+            .borrow()
+            .iter()
+            .find_map(|e| e.clone().downcast::<T>().ok());
+        if let Some(found) = found {
+            return found;
+        }
+        let made = Rc::new(make());
+        self.inner.extensions.borrow_mut().push(made.clone());
+        made
+    }
+
+    /// Registers `hook` to run when the loop is closed.
+    pub(crate) fn on_close(&self, hook: impl FnOnce() + 'static) {
+        self.inner.close_hooks.borrow_mut().push(Box::new(hook));
+    }
+
+    /// For scheduling calls: true if the loop is in the middle of `close()` dropping
+    /// what was pending (a closure's `Drop` scheduling more work: that work is
+    /// dropped too, the returned handle cancelled). Panics on a closed loop otherwise.
+    #[track_caller]
+    #[inline]
+    pub(crate) fn closing_drops(&self, what: &str) -> bool {
+        // One branch on the hot path: `dropping` implies `closed`.
+        if self.inner.closed.get() {
+            if self.inner.dropping.get() {
+                return true;
+            }
+            self.closed_panic(what);
+        }
+        false
+    }
+
+    #[track_caller]
+    #[cold]
+    fn closed_panic(&self, what: &str) -> ! {
+        panic!(
+            "Loop::{what} called on a closed loop: a closed loop runs nothing more; create a new Loop"
+        );
+    }
+
+    /// Runs `f` as a callback would run: panics caught and reported, slow calls
+    /// reported in debug mode.
+    #[inline]
+    pub(crate) fn invoke(
+        &self,
+        what: &str,
+        location: &'static Location<'static>,
+        f: impl FnOnce(),
+    ) {
+        if self.inner.debug {
+            self.invoke_timed(what, location, f);
+        } else {
+            self.catch(location, f);
+        }
+    }
+
+    #[inline(never)]
+    fn invoke_timed(&self, what: &str, location: &'static Location<'static>, f: impl FnOnce()) {
+        let start = Instant::now();
+        self.catch(location, f);
+        let took = start.elapsed();
+        self.inner.stats.callback_took(took, location);
+        if took >= self.inner.slow_callback {
+            log::warn!("Executing {what} scheduled at {location} took {took:.3?}");
+        }
+    }
+
+    #[inline]
+    fn catch(&self, location: &'static Location<'static>, f: impl FnOnce()) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+            self.report_panic(location, payload);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn report_panic(&self, location: &'static Location<'static>, payload: Box<dyn Any + Send>) {
+        let ctx =
+            ErrorContext::from_panic("a callback panicked", &*payload).with_location(location);
+        self.call_exception_handler(ctx);
+    }
+}
