@@ -71,6 +71,7 @@ pub mod net;
 mod promise;
 mod ready;
 mod remote;
+mod remote_task;
 mod source;
 mod stats;
 pub mod sync;
@@ -90,9 +91,10 @@ pub use net::{
 };
 pub use promise::{CallbackId, Promise};
 pub use remote::Remote;
+pub use remote_task::RemoteTask;
 pub use stats::Stats;
 pub use sync::{Event, Lock, LockGuard, Queue, QueueEmpty, QueueFull, Semaphore, SemaphorePermit};
-pub use task::{RemoteTask, Task, TaskError, spawn};
+pub use task::{Task, TaskError, spawn};
 pub use task_group::{TaskGroup, Wait};
 pub use time::{
     Interval, Sleep, Timeout, TimeoutError, YieldNow, interval, sleep, sleep_until, timeout,

@@ -1,0 +1,272 @@
+//! `Remote::spawn` and `RemoteTask`: tasks started from other threads (asyncio's
+//! `run_coroutine_threadsafe`).
+
+use std::fmt;
+use std::future::Future;
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::errors::Error;
+use crate::ready::RunnableId;
+use crate::remote::Remote;
+use crate::task::TaskError;
+
+struct RemoteState<T> {
+    slot: Mutex<RemoteSlot<T>>,
+    done: Condvar,
+    remote: Remote,
+}
+
+struct RemoteSlot<T> {
+    result: Option<Result<T, TaskError>>,
+    finished: bool,
+    cancel_requested: bool,
+    /// The task on the loop, once created.
+    rid: Option<RunnableId>,
+    waker: Option<Waker>,
+}
+
+impl<T> RemoteState<T> {
+    fn complete(&self, r: Result<T, TaskError>) {
+        let waker = {
+            let mut slot = self.slot.lock();
+            if slot.finished {
+                return;
+            }
+            slot.finished = true;
+            slot.result = Some(r);
+            slot.waker.take()
+        };
+        self.done.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// Completes the remote task as cancelled if dropped unfinished (the loop closed).
+struct CompleteOnDrop<T>(Arc<RemoteState<T>>);
+
+impl<T> Drop for CompleteOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.complete(Err(TaskError::Cancelled));
+    }
+}
+
+/// A task started from another thread by [`Remote::spawn`]: asyncio's
+/// `run_coroutine_threadsafe` future. `Send + Sync`; a `Future` itself, and waitable
+/// from a plain thread.
+pub struct RemoteTask<T> {
+    state: Arc<RemoteState<T>>,
+}
+
+impl Remote {
+    /// Runs `fut` as a task on the loop, from any thread (asyncio's
+    /// `run_coroutine_threadsafe`).
+    ///
+    /// # Errors
+    /// `Err(Error::Closed)` if the loop is closed. If it closes before the task
+    /// finishes, the task completes with `Err(TaskError::Cancelled)`.
+    ///
+    /// ```
+    /// let lp = evloop::Loop::new().unwrap();
+    /// let remote = lp.remote();
+    /// let worker = std::thread::spawn(move || {
+    ///     let task = remote.spawn(async { 6 * 7 }).unwrap();
+    ///     let answer = task.wait().unwrap();
+    ///     remote.stop();
+    ///     answer
+    /// });
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(worker.join().unwrap(), 42);
+    /// ```
+    #[track_caller]
+    pub fn spawn<F>(&self, fut: F) -> Result<RemoteTask<F::Output>, Error>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send,
+    {
+        self.spawn_with_at(move || fut, Location::caller())
+    }
+
+    /// As [`spawn`](Remote::spawn), for a future that is not `Send`: `make` (which is)
+    /// builds it on the loop's thread, so the future may use the loop's `!Send` tools
+    /// (`sleep`, `Promise`, `sync::Queue`, ...). Only the output crosses threads.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let lp = evloop::Loop::new().unwrap();
+    /// let remote = lp.remote();
+    /// let worker = std::thread::spawn(move || {
+    ///     let task = remote
+    ///         .spawn_with(|| async {
+    ///             evloop::sleep(Duration::from_millis(1)).await; // a !Send future
+    ///             "slept"
+    ///         })
+    ///         .unwrap();
+    ///     let out = task.wait().unwrap();
+    ///     remote.stop();
+    ///     out
+    /// });
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(worker.join().unwrap(), "slept");
+    /// ```
+    #[track_caller]
+    pub fn spawn_with<F, M>(&self, make: M) -> Result<RemoteTask<F::Output>, Error>
+    where
+        M: FnOnce() -> F + Send + 'static,
+        F: Future + 'static,
+        F::Output: Send,
+    {
+        self.spawn_with_at(make, Location::caller())
+    }
+
+    fn spawn_with_at<F, M>(
+        &self,
+        make: M,
+        location: &'static Location<'static>,
+    ) -> Result<RemoteTask<F::Output>, Error>
+    where
+        M: FnOnce() -> F + Send + 'static,
+        F: Future + 'static,
+        F::Output: Send,
+    {
+        let state = Arc::new(RemoteState {
+            slot: Mutex::new(RemoteSlot {
+                result: None,
+                finished: false,
+                cancel_requested: false,
+                rid: None,
+                waker: None,
+            }),
+            done: Condvar::new(),
+            remote: self.clone(),
+        });
+        let guard = CompleteOnDrop(state.clone());
+        self.call_soon_threadsafe(move |lp| {
+            if guard.0.slot.lock().cancel_requested {
+                return; // never polled; the guard completes it as cancelled
+            }
+            let task = lp.create_task_at(make(), location);
+            {
+                // One critical section with `RemoteTask::cancel`: a cancel that came
+                // while the task was being created is seen here, one that comes later
+                // sees the id.
+                let mut slot = guard.0.slot.lock();
+                slot.rid = Some(task.rid());
+                if slot.cancel_requested {
+                    task.cancel();
+                }
+            }
+            let bridge = async move {
+                let r = task.await;
+                guard.0.complete(r);
+            };
+            lp.create_task_at(bridge, location);
+        })?;
+        Ok(RemoteTask { state })
+    }
+}
+
+impl<T> RemoteTask<T> {
+    /// Blocks this thread until the task is done, and returns its output.
+    ///
+    /// # Panics
+    /// On the loop's own thread, where waiting would deadlock: `.await` it there.
+    pub fn wait(self) -> Result<T, TaskError> {
+        self.check_thread();
+        let mut slot = self.state.slot.lock();
+        loop {
+            if let Some(r) = slot.result.take() {
+                return r;
+            }
+            self.state.done.wait(&mut slot);
+        }
+    }
+
+    /// Blocks at most `d` for the output: `None` if the task is not done by then.
+    pub fn wait_timeout(&mut self, d: Duration) -> Option<Result<T, TaskError>> {
+        self.check_thread();
+        let deadline = Instant::now().checked_add(d);
+        let mut slot = self.state.slot.lock();
+        loop {
+            if let Some(r) = slot.result.take() {
+                return Some(r);
+            }
+            if slot.finished {
+                return None; // already taken
+            }
+            match deadline {
+                Some(deadline) => {
+                    if self.state.done.wait_until(&mut slot, deadline).timed_out() {
+                        return slot.result.take();
+                    }
+                }
+                None => self.state.done.wait(&mut slot),
+            }
+        }
+    }
+
+    /// Cancels the task (on the loop, at its next step). Returns false if it was
+    /// already done.
+    pub fn cancel(&self) -> bool {
+        let rid = {
+            let mut slot = self.state.slot.lock();
+            if slot.finished {
+                return false;
+            }
+            slot.cancel_requested = true;
+            slot.rid
+        };
+        if let Some(rid) = rid {
+            let _ = self.state.remote.call_soon_threadsafe(move |lp| {
+                if let Some(r) = lp.runnable(rid) {
+                    r.cancel();
+                }
+            });
+        }
+        true
+    }
+
+    /// Whether the task is done.
+    pub fn is_done(&self) -> bool {
+        self.state.slot.lock().finished
+    }
+
+    fn check_thread(&self) {
+        assert!(
+            self.state.remote.local_loop().is_none(),
+            "RemoteTask::wait on the loop's own thread would deadlock: .await the RemoteTask instead"
+        );
+    }
+}
+
+impl<T> Future for RemoteTask<T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut slot = self.state.slot.lock();
+        if let Some(r) = slot.result.take() {
+            return Poll::Ready(r);
+        }
+        assert!(
+            !slot.finished,
+            "RemoteTask polled again after it returned its output"
+        );
+        slot.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl<T> fmt::Debug for RemoteTask<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteTask")
+            .field("done", &self.is_done())
+            .finish()
+    }
+}
