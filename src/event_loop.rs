@@ -530,6 +530,12 @@ impl Loop {
     /// then report cancelled), shuts the default executor down, and makes later
     /// [`Remote`] calls fail with `Err(Error::Closed)`. Closing twice is fine.
     ///
+    /// Destructors run by this clean-up may schedule more work: it is dropped too
+    /// (`call_soon` and the timers return cancelled handles, `create_task` a cancelled
+    /// task), and a destructor that panics is reported to the exception handler without
+    /// cutting the clean-up short. Sockets owned by transports are closed, with one
+    /// `connection_lost` each.
+    ///
     /// # Errors
     /// `Err(Error::AlreadyRunning)` on a running loop.
     pub fn close(&self) -> Result<(), Error> {
