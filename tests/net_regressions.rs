@@ -181,3 +181,30 @@ fn a_panicking_protocol_factory_does_not_strand_the_backlog() {
 
     assert_eq!(made.get(), 1, "second pending connection never accepted");
 }
+
+#[test]
+fn dropping_a_replaced_unix_listener_leaves_the_new_socket_file() {
+    let dir = std::env::temp_dir().join(format!("evloop-reg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("replaced.sock");
+    let lp = Loop::new().unwrap();
+    let p = path.clone();
+    lp.run_until_complete(async move {
+        let old = UnixListener::bind(&p).unwrap();
+        // A second listener takes the path over (the stale-file removal unlinks the
+        // first one's file); dropping the first must not unlink the second's.
+        let new = UnixListener::bind(&p).unwrap();
+        drop(old);
+        assert!(p.exists(), "the new listener's socket file is still there");
+        let client = evloop::spawn({
+            let p = p.clone();
+            async move { UnixStream::connect(&p).await.is_ok() }
+        });
+        let _conn = new.accept().await.unwrap();
+        assert!(client.await.unwrap());
+        drop(new);
+        assert!(!p.exists(), "the last listener removes its file");
+    })
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -93,7 +93,7 @@ struct ServerInner {
     closed: Cell<bool>,
     waiters: RefCell<Vec<Waker>>,
     /// The socket file of a Unix server, removed on close.
-    unix_path: Option<PathBuf>,
+    unix_path: Option<SocketFile>,
 }
 
 enum ListenSock {
@@ -287,15 +287,15 @@ impl Drop for ServerInner {
             }
         }
         if !self.closed.get()
-            && let Some(path) = &self.unix_path
+            && let Some(file) = &self.unix_path
         {
-            let _ = std::fs::remove_file(path);
+            file.remove();
         }
     }
 }
 
 impl Server {
-    fn new(lp: &Loop, factory: Factory, unix_path: Option<PathBuf>) -> Server {
+    fn new(lp: &Loop, factory: Factory, unix_path: Option<SocketFile>) -> Server {
         Server {
             inner: Rc::new(ServerInner {
                 lp: lp.downgrade(),
@@ -322,8 +322,8 @@ impl Server {
                 a.stop(&lp);
             }
         }
-        if let Some(path) = &inner.unix_path {
-            let _ = std::fs::remove_file(path);
+        if let Some(file) = &inner.unix_path {
+            file.remove();
         }
         inner.wake_if_done();
     }
@@ -492,10 +492,46 @@ impl Loop {
         self.create_task(async move {
             remove_stale_socket(&path);
             let listener = mio::net::UnixListener::bind(&path)?;
-            let server = Server::new(&lp, factory, Some(path));
+            // If starting fails, dropping the server removes the file it bound.
+            let server = Server::new(&lp, factory, Some(SocketFile::bound(path)));
             server.inner.start(&lp, vec![ListenSock::Unix(listener)])?;
             Ok(server)
         })
+    }
+}
+
+/// The socket file a Unix listener bound, to remove when it closes, but only if it is
+/// still the same file (another listener may have replaced it at that path since).
+#[derive(Debug)]
+pub(crate) struct SocketFile {
+    path: PathBuf,
+    /// (device, inode) of the file at bind time.
+    id: Option<(u64, u64)>,
+}
+
+impl SocketFile {
+    /// Remembers the file just bound at `path`.
+    pub(crate) fn bound(path: PathBuf) -> SocketFile {
+        use std::os::unix::fs::MetadataExt;
+        let id = std::fs::symlink_metadata(&path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        SocketFile { path, id }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the file if it is still the one we bound.
+    pub(crate) fn remove(&self) {
+        use std::os::unix::fs::MetadataExt;
+        let now = std::fs::symlink_metadata(&self.path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        if now.is_some() && now == self.id {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -4,17 +4,18 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io;
 use std::net::Shutdown;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::connect::connect_unix;
 use super::poll_io::PollIo;
-use super::server::remove_stale_socket;
+use super::server::{SocketFile, remove_stale_socket};
 
 /// A Unix listening socket for tasks. A stale socket file at the path is removed
-/// when binding; the file is removed again when the listener is dropped.
+/// when binding; the file is removed again when the listener is dropped (if it is
+/// still the file this listener bound).
 pub struct UnixListener {
     io: PollIo<mio::net::UnixListener>,
-    path: PathBuf,
+    file: SocketFile,
 }
 
 impl UnixListener {
@@ -26,10 +27,14 @@ impl UnixListener {
         let path = path.as_ref().to_path_buf();
         remove_stale_socket(&path);
         let l = mio::net::UnixListener::bind(&path)?;
-        Ok(UnixListener {
-            io: PollIo::new(l)?,
-            path,
-        })
+        let file = SocketFile::bound(path);
+        match PollIo::new(l) {
+            Ok(io) => Ok(UnixListener { io, file }),
+            Err(e) => {
+                file.remove();
+                Err(e)
+            }
+        }
     }
 
     /// Waits for a connection.
@@ -42,20 +47,20 @@ impl UnixListener {
 
     /// The path it listens on.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 }
 
 impl Drop for UnixListener {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        self.file.remove();
     }
 }
 
 impl fmt::Debug for UnixListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UnixListener")
-            .field("path", &self.path)
+            .field("path", &self.file.path())
             .finish()
     }
 }
