@@ -118,14 +118,14 @@ thread_local! {
     static OWNED: RefCell<Vec<(usize, u16, Weak<Inner>)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The loop with id `id`, if it was created on this thread and still lives.
-pub(crate) fn local_loop_by_id(id: u16) -> Option<Loop> {
+/// The live loop created on this thread whose `(Shared address, id)` matches.
+fn find_owned(matches: impl Fn(usize, u16) -> bool) -> Option<Loop> {
     OWNED
         .try_with(|owned| {
-            let owned = owned.borrow();
             owned
+                .borrow()
                 .iter()
-                .find(|(_, i, _)| *i == id)
+                .find(|(a, i, _)| matches(*a, *i))
                 .and_then(|(_, _, w)| w.upgrade())
                 .map(|inner| Loop { inner })
         })
@@ -133,20 +133,15 @@ pub(crate) fn local_loop_by_id(id: u16) -> Option<Loop> {
         .flatten()
 }
 
+/// The loop with id `id`, if it was created on this thread and still lives.
+pub(crate) fn local_loop_by_id(id: u16) -> Option<Loop> {
+    find_owned(|_, i| i == id)
+}
+
 /// The loop that `shared` belongs to, if it was created on this thread and still lives.
 pub(crate) fn local_loop(shared: &Arc<Shared>) -> Option<Loop> {
     let addr = Arc::as_ptr(shared) as usize;
-    OWNED
-        .try_with(|owned| {
-            let owned = owned.borrow();
-            owned
-                .iter()
-                .find(|(a, _, _)| *a == addr)
-                .and_then(|(_, _, w)| w.upgrade())
-                .map(|inner| Loop { inner })
-        })
-        .ok()
-        .flatten()
+    find_owned(|a, _| a == addr)
 }
 
 /// A [`Loop`] reference that does not keep it alive (promises and tasks hold one, so
@@ -319,7 +314,7 @@ impl Loop {
     pub fn call_soon(&self, f: impl FnOnce(&Loop) + 'static) -> Handle {
         let location = Location::caller();
         if self.closing_drops("call_soon") {
-            return Handle::new(Weak::new(), Target::Call { seq: u64::MAX }).cancelled();
+            return Handle::refused();
         }
         let (seq, was_empty) = {
             let mut ready = self.inner.ready.borrow_mut();
@@ -349,7 +344,7 @@ impl Loop {
         let when = now.saturating_add(nanos(delay));
         let instant = self.inner.clock.instant_at(when);
         if self.closing_drops("call_later") {
-            let h = Handle::new(Weak::new(), Target::Call { seq: u64::MAX }).cancelled();
+            let h = Handle::refused();
             return TimerHandle::new(h, instant);
         }
         self.schedule_timer(when, instant, Some(now), Callback::new(f), location)
@@ -364,7 +359,7 @@ impl Loop {
     pub fn call_at(&self, when: Instant, f: impl FnOnce(&Loop) + 'static) -> TimerHandle {
         let location = Location::caller();
         if self.closing_drops("call_at") {
-            let h = Handle::new(Weak::new(), Target::Call { seq: u64::MAX }).cancelled();
+            let h = Handle::refused();
             return TimerHandle::new(h, when);
         }
         let ns = self.inner.clock.ns_of(when);

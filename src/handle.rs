@@ -63,10 +63,12 @@ impl Handle {
         }
     }
 
-    /// A handle that reports cancelled (for work refused while the loop closes).
-    pub(crate) fn cancelled(self) -> Handle {
-        self.cancelled.set(true);
-        self
+    /// A handle to nothing that reports cancelled: for work refused while the loop
+    /// closes.
+    pub(crate) fn refused() -> Handle {
+        let h = Handle::new(Weak::new(), Target::Call { seq: u64::MAX });
+        h.cancelled.set(true);
+        h
     }
 
     /// Cancels the callback (or removes the reader/writer) if it is still pending.

@@ -59,13 +59,7 @@ impl Queued {
     pub(crate) fn run(mut self, lp: &Loop) {
         match self.0.take() {
             Some(Kind::Call(cell)) => {
-                let taken = {
-                    let mut st = cell.state.lock();
-                    st.f.take().map(|f| (f, st.location))
-                };
-                if let Some((f, location)) = taken {
-                    lp.invoke("threadsafe call", location, || f.call(lp));
-                }
+                cell.run(lp);
                 // No handle left: nobody can see the cell again, so it is reused.
                 if Arc::strong_count(&cell) == 1 {
                     lp.recycle_cell(cell);

@@ -93,32 +93,33 @@ impl Loop {
     /// A wake of runnable `rid` on this thread: queues a step unless one is queued.
     pub(crate) fn wake_runnable(&self, rid: RunnableId) {
         let r = self.inner.runnables.borrow().get(rid).cloned();
-        if let Some(r) = r
-            && r.wake()
-        {
-            self.push_entry(Entry::Runnable(r));
-        }
+        self.wake_found(r, false);
     }
 
     /// A waker's wake on this thread: queues a step unless one is queued.
     pub(crate) fn wake_packed(&self, p: Packed) {
         let r = self.inner.runnables.borrow().get_packed(p).cloned();
-        if let Some(r) = r
-            && r.wake()
-        {
-            self.push_entry(Entry::Runnable(r));
-        }
+        self.wake_found(r, false);
     }
 
     /// A waker's wake from another thread, drained in the run phase: runs the step
     /// now unless one is queued.
     pub(crate) fn wake_packed_now(&self, p: Packed) {
         let r = self.inner.runnables.borrow().get_packed(p).cloned();
-        if let Some(r) = r
-            && r.wake()
-        {
+        self.wake_found(r, true);
+    }
+
+    /// Wakes `r` if found: nothing if a step is already queued, else a step run now
+    /// (`now`, from the run phase) or queued.
+    fn wake_found(&self, r: Option<Rc<dyn Runnable>>, now: bool) {
+        let Some(r) = r.filter(|r| r.wake()) else {
+            return;
+        };
+        if now {
             let location = r.location();
             self.invoke("task step", location, || r.run(self));
+        } else {
+            self.push_entry(Entry::Runnable(r));
         }
     }
 
