@@ -67,9 +67,8 @@ use tokio::task::LocalSet;
 #[path = "support/mod.rs"]
 mod support;
 use support::{
-    Per, Reply, Run, Sample, Span, current_thread, group, lateness, reply, round_trips,
-    roundtrip_evloop, roundtrip_std_baseline, roundtrip_tokio, tokio_local_spawn_batch,
-    tokio_spawn_batch,
+    Per, Reply, Run, Sample, Span, bench_tokio_spawn_batches, current_thread, group, lateness,
+    reply, round_trips, roundtrip_evloop, roundtrip_std_baseline, roundtrip_tokio,
 };
 
 /// `timers`, `timers_sparse`: the span the deadlines are spread over.
@@ -189,21 +188,7 @@ fn callbacks_batch(c: &mut Criterion, run: &Run<Sizes>) {
     });
     drop(lp);
 
-    let rt = current_thread();
-    g.bench("tokio_current_thread", per, || {
-        let s = Span::start();
-        tokio_spawn_batch(&rt, z.batch);
-        s.stop()
-    });
-
-    let local = LocalSet::new();
-    g.bench("tokio_localset", per, || {
-        let s = Span::start();
-        tokio_local_spawn_batch(&local, &rt, z.batch);
-        s.stop()
-    });
-    drop(local);
-    drop(rt);
+    bench_tokio_spawn_batches(&mut g, per, z.batch);
 
     // calloop's one-shot "call this soon" is an idle callback: run by the next
     // dispatch, after its poll.

@@ -61,8 +61,8 @@ use tokio::task::LocalSet;
 #[path = "support/mod.rs"]
 mod support;
 use support::{
-    Per, Reply, Run, Sample, Span, current_thread, group, reply, round_trips, roundtrip_evloop,
-    roundtrip_std_baseline, roundtrip_tokio, tokio_local_spawn_batch, tokio_spawn_batch,
+    Per, Reply, Run, Sample, Span, bench_tokio_spawn_batches, current_thread, group, reply,
+    round_trips, roundtrip_evloop, roundtrip_std_baseline, roundtrip_tokio,
 };
 
 /// Workload sizes: the real ones, or tiny ones when the binary runs as a test.
@@ -142,21 +142,7 @@ fn spawn(c: &mut Criterion, run: &Run<Sizes>) {
     });
     drop(lp);
 
-    let rt = current_thread();
-    g.bench("tokio_current_thread", per, || {
-        let s = Span::start();
-        tokio_spawn_batch(&rt, z.spawn);
-        s.stop()
-    });
-
-    let local = LocalSet::new();
-    g.bench("tokio_localset", per, || {
-        let s = Span::start();
-        tokio_local_spawn_batch(&local, &rt, z.spawn);
-        s.stop()
-    });
-    drop(local);
-    drop(rt);
+    bench_tokio_spawn_batches(&mut g, per, z.spawn);
 
     // calloop's executor runs at most 1,024 tasks per dispatch, then pings itself.
     let mut el: EventLoop<'static, usize> = EventLoop::try_new().unwrap();

@@ -487,6 +487,23 @@ impl Args {
     }
 }
 
+/// The rows `tokio_current_thread` and `tokio_localset` of a group: `n` trivial
+/// tasks spawned and run to completion, on a fresh current-thread runtime.
+pub fn bench_tokio_spawn_batches<S>(g: &mut Group<'_, '_, S>, per: Per, n: usize) {
+    let rt = current_thread();
+    g.bench("tokio_current_thread", per, || {
+        let s = Span::start();
+        tokio_spawn_batch(&rt, n);
+        s.stop()
+    });
+    let local = tokio::task::LocalSet::new();
+    g.bench("tokio_localset", per, || {
+        let s = Span::start();
+        tokio_local_spawn_batch(&local, &rt, n);
+        s.stop()
+    });
+}
+
 /// `n` trivial tokio tasks spawned on `rt` and run to completion. The run queue is
 /// FIFO: when the last task is done, all are.
 pub fn tokio_spawn_batch(rt: &Runtime, n: usize) {
