@@ -209,6 +209,9 @@ fn assert_connection_works(lp: &Loop, stream: &evloop::net::TcpStream, server: &
     assert_eq!(&buf, b"pong");
     stream.shutdown(std::net::Shutdown::Write).unwrap();
     net_util::run_until(lp, "the server sees EOF", || server.saw_eof());
+    net_util::run_until(lp, "connection_lost", || server.is_lost());
+    // The probe's own clone of its transport (a cycle through the protocol).
+    drop(server.0.transport.borrow_mut().take());
 }
 
 /// The user registers fd H (reader and writer), closes it without `remove_reader`, and

@@ -77,6 +77,8 @@ fn an_accepted_socket_reusing_a_stale_user_fd_keeps_working() {
         run_until(&lp, "the server sees EOF", || server.saw_eof());
         server.transport().close();
         run_until(&lp, "connection_lost", || server.is_lost());
+        // The probe's own clone of its transport (a cycle through the protocol).
+        drop(server.0.transport.borrow_mut().take());
         return;
     }
     panic!("the accepted socket never took the freed number");

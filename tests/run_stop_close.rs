@@ -23,6 +23,20 @@ fn chain(lp: &Loop, order: &Events<usize>, depth: usize) {
     });
 }
 
+/// Stops the loop in the first iteration where `order` holds `n` names (checked once
+/// an iteration, after the chain's link): no timer, so a slow machine cannot make the
+/// stop come early.
+fn stop_when(lp: &Loop, order: &Events<usize>, n: usize) {
+    let order = order.clone();
+    lp.call_soon(move |lp| {
+        if order.len() >= n {
+            lp.stop();
+        } else {
+            stop_when(lp, &order, n);
+        }
+    });
+}
+
 #[test]
 fn stop_before_run_forever_runs_exactly_one_iteration() {
     let lp = Loop::new().unwrap();
@@ -55,7 +69,7 @@ fn a_stop_is_used_up_by_the_run_it_ends() {
     // The next run must not stop after one iteration: it runs the whole chain and
     // stops only when told to again.
     chain(&lp, &order, 3);
-    lp.call_later(Duration::from_millis(20), |lp| lp.stop());
+    stop_when(&lp, &order, 4);
     let dog = Watchdog::new(&lp, Duration::from_secs(10));
     lp.run_forever().unwrap();
     assert!(!dog.fired());
@@ -74,7 +88,7 @@ fn a_pending_stop_is_used_up_by_run_once() {
     );
     let order = Events::new();
     chain(&lp, &order, 2);
-    lp.call_later(Duration::from_millis(20), |lp| lp.stop());
+    stop_when(&lp, &order, 3);
     let dog = Watchdog::new(&lp, Duration::from_secs(10));
     lp.run_forever().unwrap();
     assert!(!dog.fired());
