@@ -62,6 +62,10 @@ const TIMER: Token = Token(usize::MAX - 1);
 /// with where it was registered: the caller drops it outside its borrow.
 pub(crate) type Displaced = (IoCallback, &'static Location<'static>);
 
+/// What `Io::add` did: the registration's key, the new watcher's id, and the
+/// callbacks it displaced.
+pub(crate) type Added = (u32, u64, [Option<Displaced>; 2]);
+
 struct Watcher {
     id: u64,
     /// `None` while the callback runs (it is taken out so it may touch the loop).
@@ -184,7 +188,7 @@ impl Io {
         write: bool,
         callback: IoCallback,
         location: &'static Location<'static>,
-    ) -> Result<(u32, u64, [Option<Displaced>; 2]), (io::Error, IoCallback)> {
+    ) -> Result<Added, (io::Error, IoCallback)> {
         if fd < 0 {
             return Err((io::Error::from_raw_os_error(libc::EBADF), callback));
         }

@@ -608,7 +608,9 @@ impl<T: 'static> Future for Task<T> {
                 None => panic!("Task polled again after it returned its output"),
             }
         } else {
-            *cell.awaiter.borrow_mut() = Some(cx.waker().clone());
+            // The waker it replaces is dropped with no borrow held.
+            let old = cell.awaiter.replace(Some(cx.waker().clone()));
+            drop(old);
             Poll::Pending
         }
     }
