@@ -224,8 +224,20 @@ impl Io {
             let token = (u64::from(generation) << 32) | u64::from(key);
             // EEXIST: the fd is already in the epoll set but not as a user fd: it is
             // one of the loop's own (its wake-up or timer fd, a library socket). The
-            // error stands: taking it over would break the loop.
+            // error stands: taking it over would break the loop (asyncio refuses an
+            // fd used by a transport the same way).
             if let Err(e) = epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, this, token) {
+                let e = match e.raw_os_error() {
+                    Some(libc::EEXIST) => io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!(
+                            "fd {fd} is used by the loop itself (one of its sockets, or its \
+                             own wake-up or timer fd): use that socket's API, not \
+                             add_reader/add_writer"
+                        ),
+                    ),
+                    _ => e,
+                };
                 return Err((e, callback));
             }
             self.regs.insert(Reg {

@@ -340,3 +340,31 @@ fn stale_user_fd_reused_by_another_user_fd_remove_leaves_it_alone() {
     assert!(lp.remove_reader(H));
     drop(new);
 }
+
+/// Ported from CPython's `test_unix_events.py`
+/// (`test_add_reader_or_writer_transport_fd`): the fd of a socket the loop owns is
+/// refused by `add_reader` / `add_writer` (asyncio raises "File descriptor ... is used
+/// by transport"), `remove_reader` / `remove_writer` find nothing of the user's, and the
+/// connection is not disturbed.
+#[test]
+fn a_library_sockets_fd_is_refused_by_add_and_ignored_by_remove() {
+    const H: i32 = 818;
+    let lp = net_util::new_loop();
+    let probes = net_util::Probes::new();
+    let (_server, addr) = net_util::tcp_server(&lp, probes.factory());
+    let stream = library_stream_at(&lp, addr, H);
+    for write in [false, true] {
+        let r = if write {
+            lp.add_writer(H, |_| {})
+        } else {
+            lp.add_reader(H, |_| {})
+        };
+        let e = r.expect_err("the socket's fd is the loop's");
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert!(e.to_string().contains("used by the loop itself"), "{e}");
+    }
+    assert!(!lp.remove_reader(H));
+    assert!(!lp.remove_writer(H));
+    let server = net_util::accepted(&lp, &probes, 1);
+    assert_connection_works(&lp, &stream, &server);
+}
