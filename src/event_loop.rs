@@ -457,6 +457,11 @@ impl Loop {
     }
 
     /// Stops watching `fd` for reading. Returns whether a reader was registered.
+    ///
+    /// The reader is dropped before this returns (a panic in its destructor goes to
+    /// the exception handler). On an fd number that one of the loop's own sockets now
+    /// holds, this finds nothing and touches nothing: see "Closing a watched fd" in
+    /// [`add_reader`](Loop::add_reader).
     pub fn remove_reader(&self, fd: RawFd) -> bool {
         self.remove_io(fd, false)
     }
