@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 
 use crate::clock::{Clock, nanos};
 use crate::errors::{Error, ErrorContext, default_exception_handler};
-use crate::handle::{Handle, Target, TimerHandle};
+use crate::handle::{Handle, HandleState, Target, TimerHandle};
 use crate::io::Io;
-use crate::ready::{Callback, Entry, Ready, Runnables};
+use crate::ready::{Callback, Entry, Ready, Runnable, Runnables};
 use crate::remote::{CallCell, Queued, Remote, Shared, register_loop, unregister_loop};
 use crate::stats::{Counters, Stats, add};
 use crate::timers::Timers;
 
+mod discard;
 mod hooks;
 mod iteration;
 
@@ -51,8 +52,16 @@ type ExceptionHandler = Box<dyn FnMut(&Loop, &ErrorContext)>;
 ///
 /// # Panics in callbacks
 /// A panicking callback does not take the loop down: the panic is caught, handed to
-/// the exception handler as an [`ErrorContext`] and the next callback runs. (Built
-/// with `panic = "abort"`, there is nothing to catch: the process aborts.)
+/// the exception handler as an [`ErrorContext`] and the next callback runs. The same
+/// goes for a destructor that panics when the loop drops a closure without running it
+/// (a cancelled or replaced one, or what `close()` discards): it is reported, and the
+/// loop goes on dropping the rest. (Built with `panic = "abort"`, there is nothing to
+/// catch: the process aborts.)
+///
+/// # Drop re-entrancy
+/// The loop drops user closures only when it holds no borrow of its own state, so a
+/// closure's `Drop` may call into the loop (`remove_reader`, `call_soon`, a handle's
+/// `cancel`, ...).
 ///
 /// ```
 /// use std::time::Duration;
@@ -75,6 +84,8 @@ pub(crate) struct Inner {
     ready: RefCell<Ready>,
     timers: RefCell<Timers>,
     io: RefCell<Io>,
+    /// What this loop's handles share (they answer `is_cancelled` from it).
+    handles: Rc<HandleState>,
     /// A spare buffer swapped with the remote queue's on each drain.
     drained: RefCell<Vec<Queued>>,
     /// Spent threadsafe-call cells, handed back to the pool at the next drain.
@@ -216,13 +227,15 @@ impl LoopBuilder {
         let (io, waker) = Io::new()?;
         let shared = Shared::new(waker);
         self.clock.attach(&shared);
-        let inner = Rc::new(Inner {
+        let loop_id = register_loop(&shared);
+        let inner = Rc::new_cyclic(|me| Inner {
             ready: RefCell::new(Ready::new()),
             timers: RefCell::new(Timers::new()),
             io: RefCell::new(io),
+            handles: HandleState::new(me.clone()),
             drained: RefCell::new(Vec::new()),
             recycled: RefCell::new(Vec::new()),
-            loop_id: register_loop(&shared),
+            loop_id,
             shared,
             clock: self.clock,
             running: Cell::new(false),
@@ -325,7 +338,7 @@ impl Loop {
         if was_empty {
             self.queued_while_idle();
         }
-        Handle::new(Rc::downgrade(&self.inner), Target::Call { seq })
+        Handle::new(self.inner.handles.clone(), Target::Call { seq })
     }
 
     /// Schedules `f` to run once `delay` has passed on the loop's clock.
@@ -383,7 +396,7 @@ impl Loop {
                 log::error!("evloop: cannot arm the timer fd: {e}");
             }
         }
-        let handle = Handle::new(Rc::downgrade(&self.inner), Target::Timer { key, id });
+        let handle = Handle::new(self.inner.handles.clone(), Target::Timer { key, id });
         TimerHandle::new(handle, instant)
     }
 
@@ -406,9 +419,20 @@ impl Loop {
     ///
     /// # Closing a watched fd
     /// Remove the reader (and writer) *before* closing the fd. If an fd is closed while
-    /// registered and its number reused, the new fd never receives the old
-    /// registration's events, and `add_reader` on the reused number registers the new
-    /// fd afresh; but the old callback stays in the loop's table until then.
+    /// registered, the old callback stays in the loop's table (and `remove_reader`
+    /// still finds it) until its number is reused. Then the stale entry is evicted,
+    /// never the new owner's registration:
+    /// - reused by another fd of yours, the new fd never receives the old
+    ///   registration's events, and `add_reader` on the number registers the new fd
+    ///   afresh (dropping the stale reader and writer);
+    /// - reused by one of the loop's own sockets (an accepted connection, say), the
+    ///   stale entry is dropped when the socket registers: its handles report
+    ///   cancelled, `remove_reader` on the number returns false and `add_reader` fails,
+    ///   and neither touches the socket.
+    ///
+    /// If the closed fd's file is still open elsewhere (a `dup`, a child process), the
+    /// kernel keeps reporting its readiness under the old registration: those events
+    /// are ignored, but a file that stays readable then wakes every poll.
     ///
     /// ```
     /// use std::io::{Read, Write};
@@ -433,6 +457,11 @@ impl Loop {
     }
 
     /// Stops watching `fd` for reading. Returns whether a reader was registered.
+    ///
+    /// The reader is dropped before this returns (a panic in its destructor goes to
+    /// the exception handler). On an fd number that one of the loop's own sockets now
+    /// holds, this finds nothing and touches nothing: see "Closing a watched fd" in
+    /// [`add_reader`](Loop::add_reader).
     pub fn remove_reader(&self, fd: RawFd) -> bool {
         self.remove_io(fd, false)
     }
@@ -458,19 +487,32 @@ impl Loop {
         location: &'static Location<'static>,
     ) -> io::Result<Handle> {
         if self.is_closed() {
+            self.discard_one("a reader or writer refused by a closed loop", f, location);
             return Err(io::Error::other(Error::Closed));
         }
-        let (key, id, old) = self.inner.io.borrow_mut().add(fd, write, f, location)?;
-        drop(old);
-        Ok(Handle::new(
-            Rc::downgrade(&self.inner),
-            Target::Io { key, id, write },
-        ))
+        let added = self.inner.io.borrow_mut().add(fd, write, f, location);
+        match added {
+            Ok((key, id, displaced)) => {
+                let displaced = displaced.into_iter().flatten();
+                self.discard_at("a replaced reader or writer", displaced);
+                Ok(Handle::new(
+                    self.inner.handles.clone(),
+                    Target::Io { key, id, write },
+                ))
+            }
+            Err((e, f)) => {
+                self.discard_one("a refused reader or writer", f, location);
+                Err(e)
+            }
+        }
     }
 
     fn remove_io(&self, fd: RawFd, write: bool) -> bool {
         let removed = self.inner.io.borrow_mut().remove(fd, write);
-        removed.is_some()
+        let found = removed.is_some();
+        let removed = removed.flatten();
+        self.discard_at("a removed reader or writer", removed);
+        found
     }
 
     /// Runs iterations until [`stop`](Loop::stop) is called.
@@ -521,14 +563,20 @@ impl Loop {
     }
 
     /// Closes the loop: drops every pending callback, timer, reader, writer and task,
-    /// and every threadsafe call not yet run (their [`RemoteHandle`](crate::RemoteHandle)s
-    /// then report cancelled), shuts the default executor down, and makes later
-    /// [`Remote`] calls fail with `Err(Error::Closed)`. Closing twice is fine.
+    /// and every threadsafe call not yet run, shuts the default executor down, and
+    /// makes later [`Remote`] calls fail with `Err(Error::Closed)`. Closing twice is
+    /// fine.
     ///
-    /// Destructors run by this clean-up may schedule more work: it is dropped too
-    /// (`call_soon` and the timers return cancelled handles, `create_task` a cancelled
-    /// task), and a destructor that panics is reported to the exception handler without
-    /// cutting the clean-up short. Sockets owned by transports are closed, with one
+    /// Afterwards every [`Handle`], [`TimerHandle`] and
+    /// [`RemoteHandle`](crate::RemoteHandle) of a callback that never ran reports
+    /// `is_cancelled()`; those of callbacks that ran keep reporting false.
+    ///
+    /// Destructors run by this clean-up may call into the loop (`remove_reader`,
+    /// `cancel`, ...) and schedule more work: that is dropped too (`call_soon` and the
+    /// timers return cancelled handles, `create_task` a cancelled task). A destructor
+    /// that panics is reported to the exception handler and the clean-up goes on: the
+    /// other closures are still dropped, the close hooks still run and the executor's
+    /// threads are still joined. Sockets owned by transports are closed, with one
     /// `connection_lost` each.
     ///
     /// # Errors
@@ -542,14 +590,20 @@ impl Loop {
             return Ok(());
         }
         inner.stopping.set(false);
-        // Take everything out first, then drop it with no borrow held: a closure's
-        // `Drop` may call back into the loop (and what it schedules is dropped too).
+        // Take everything out first, then drop it item by item with no borrow held
+        // (see `discard`): a destructor may call back into the loop (and what it
+        // schedules is dropped too), or panic (reported; the clean-up goes on).
         inner.dropping.set(true);
         let _reset = ResetOnDrop(&inner.dropping);
         // Later sends fail; what was queued is discarded (marked cancelled).
         let pending = inner.shared.shut();
-        let queued = inner.ready.borrow_mut().drain_all();
+        let (first_unrun, queued) = {
+            let mut ready = inner.ready.borrow_mut();
+            (ready.head(), ready.drain_all())
+        };
         let timers = inner.timers.borrow_mut().clear();
+        let timer_ids = timers.iter().map(|(_, t)| t.id()).collect();
+        inner.handles.dropped_unrun(first_unrun, timer_ids);
         let io = inner.io.borrow_mut().clear();
         let sources = inner.io.borrow_mut().clear_sources();
         let hooks = std::mem::take(&mut *inner.close_hooks.borrow_mut());
@@ -561,14 +615,9 @@ impl Loop {
                     r.location()
                 );
             }
-            // One bad destructor must not cut the rest of the clean-up short.
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| r.shutdown())) {
-                let ctx =
-                    ErrorContext::from_panic("a task panicked while the loop closed", &*payload);
-                self.call_exception_handler(ctx);
-            }
+            self.shut_down(&**r);
         }
-        drop(runnables);
+        self.discard("a pending task", runnables);
         for s in &sources {
             // Sockets close even if a protocol's connection_lost panics.
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| s.loop_closed(self))) {
@@ -579,11 +628,15 @@ impl Loop {
                 self.call_exception_handler(ctx);
             }
         }
-        drop(pending);
-        drop(queued);
-        drop(timers);
-        drop(io);
-        drop(sources);
+        self.discard("a pending threadsafe call", pending);
+        self.discard_at("a pending callback", with_locations(queued));
+        let timers = timers.into_iter().map(|(_, t)| {
+            let location = t.location;
+            (t, location)
+        });
+        self.discard_at("a pending timer", timers);
+        self.discard_at("a reader or writer", io);
+        self.discard("a library socket", sources);
         for hook in hooks {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(hook)) {
                 let ctx = ErrorContext::from_panic("a close hook panicked", &*payload);
@@ -591,11 +644,21 @@ impl Loop {
             }
         }
         let extensions = std::mem::take(&mut *inner.extensions.borrow_mut());
-        drop(extensions);
-        // Whatever those drops scheduled is dropped too.
+        self.discard("per-loop state", extensions);
+        // Whatever those drops queued (task wakes) is dropped too.
         let queued = inner.ready.borrow_mut().drain_all();
-        drop(queued);
+        self.discard_at("work queued while the loop closed", with_locations(queued));
         Ok(())
+    }
+
+    /// Shuts down a runnable that will never run again (a task drops its future and
+    /// done-callbacks), handing each panicking destructor to the exception handler.
+    pub(crate) fn shut_down(&self, r: &dyn Runnable) {
+        let location = Some(r.location());
+        let mut report = |p| self.report_drop_panic("a pending task", location, p);
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| r.shutdown(&mut report))) {
+            report(p);
+        }
     }
 
     /// Whether [`close`](Loop::close) was called.
@@ -633,8 +696,12 @@ impl Loop {
     /// Installs the exception handler: called with an [`ErrorContext`] when a
     /// callback or task panics, instead of the default, which logs at error level
     /// through the `log` crate. A panic inside the handler is caught and logged.
+    ///
+    /// The handler it replaces is dropped before this returns (a panic in its
+    /// destructor is handed to the new handler).
     pub fn set_exception_handler(&self, f: impl FnMut(&Loop, &ErrorContext) + 'static) {
-        *self.inner.handler.borrow_mut() = Some(Box::new(f));
+        let old = self.inner.handler.borrow_mut().replace(Box::new(f));
+        self.discard("the replaced exception handler", old);
     }
 
     /// Hands `ctx` to the exception handler (or to the default one).
@@ -645,38 +712,50 @@ impl Loop {
             return;
         };
         let result = catch_unwind(AssertUnwindSafe(|| handler(self, &ctx)));
-        {
+        // The handler may have installed another while it ran: then it is replaced.
+        let replaced = {
             let mut slot = self.inner.handler.borrow_mut();
             if slot.is_none() {
                 *slot = Some(handler);
+                None
+            } else {
+                Some(handler)
             }
-        }
+        };
         if let Err(payload) = result {
             let err = ErrorContext::from_panic("the exception handler panicked", &*payload);
             default_exception_handler(&err);
             default_exception_handler(&ctx);
         }
+        self.discard("the replaced exception handler", replaced);
     }
 }
 
 impl Inner {
-    /// Cancels what a [`Handle`] names.
-    pub(crate) fn cancel(&self, target: Target) {
+    /// Cancels what a [`Handle`] names; its closure is dropped with no borrow held.
+    pub(crate) fn cancel(inner: Rc<Inner>, target: Target) {
+        let lp = Loop { inner };
+        let inner = &*lp.inner;
         match target {
             Target::Call { seq } => {
-                let callback = self.ready.borrow_mut().cancel(seq);
-                drop(callback);
+                let callback = inner.ready.borrow_mut().cancel(seq);
+                if let Some((f, location)) = callback {
+                    lp.discard_one("a cancelled callback", f, location);
+                }
             }
             Target::Timer { key, id } => {
-                let slot = self.timers.borrow_mut().cancel(key, id);
-                if slot.as_ref().is_some_and(|s| s.in_heap) {
-                    add(&self.stats.timers_cancelled, 1);
+                let slot = inner.timers.borrow_mut().cancel(key, id);
+                if let Some(slot) = slot {
+                    if slot.in_heap {
+                        add(&inner.stats.timers_cancelled, 1);
+                    }
+                    let location = slot.location;
+                    lp.discard_one("a cancelled timer", slot, location);
                 }
-                drop(slot);
             }
             Target::Io { key, id, write } => {
-                let removed = self.io.borrow_mut().cancel(key, id, write);
-                drop(removed);
+                let removed = inner.io.borrow_mut().cancel(key, id, write);
+                lp.discard_at("a cancelled reader or writer", removed.flatten());
             }
         }
     }
@@ -686,19 +765,51 @@ impl Inner {
     }
 }
 
+/// Pairs each queue entry with where it was scheduled, for drop reports.
+fn with_locations(
+    entries: impl IntoIterator<Item = Entry>,
+) -> impl Iterator<Item = (Entry, discard::Scheduled)> {
+    entries.into_iter().map(|e| {
+        let location = e.location();
+        (e, location)
+    })
+}
+
+/// The last `Loop` clone is gone, closed or not: what is still pending is dropped as
+/// `close()` drops it (item by item, panics caught), except that a panicking
+/// destructor is logged: no `Loop` is left to hand the exception handler. Nothing
+/// dropped here can reach the loop (its weak references no longer upgrade).
 impl Drop for Inner {
     fn drop(&mut self) {
+        // Later sends fail; calls still queued are discarded (marked cancelled).
+        let pending = self.shared.shut();
+        let ready = self.ready.get_mut();
+        let (first_unrun, queued) = (ready.head(), ready.drain_all());
+        let timers = self.timers.get_mut().clear();
+        let timer_ids = timers.iter().map(|(_, t)| t.id()).collect();
+        self.handles.dropped_unrun(first_unrun, timer_ids);
         // Tasks still registered drop their futures now, exactly once.
         let runnables = self.runnables.get_mut().drain();
         for r in &runnables {
-            r.shutdown();
+            let location = Some(r.location());
+            let mut report = |p| discard::log_drop_panic("a pending task", location, p);
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| r.shutdown(&mut report))) {
+                report(p);
+            }
         }
-        drop(runnables);
+        discard::discard_logged("a pending task", runnables);
+        discard::discard_logged("a pending threadsafe call", pending);
+        discard::discard_logged("a pending callback", queued);
+        discard::discard_logged("a pending timer", timers.into_iter().map(|(_, t)| t));
+        let io = self.io.get_mut();
+        discard::discard_logged("a reader or writer", io.clear());
+        discard::discard_logged("a library socket", io.clear_sources());
+        discard::discard_logged("the exception handler", self.handler.get_mut().take());
+        discard::discard_logged("a close hook", std::mem::take(self.close_hooks.get_mut()));
+        discard::discard_logged("per-loop state", std::mem::take(self.extensions.get_mut()));
         let addr = Arc::as_ptr(&self.shared) as usize;
         let _ = OWNED.try_with(|o| o.borrow_mut().retain(|(a, _, _)| *a != addr));
         unregister_loop(self.loop_id);
-        // Later sends fail; calls still queued are discarded (marked cancelled).
-        drop(self.shared.shut());
     }
 }
 

@@ -1,8 +1,8 @@
 //! Handles: what `call_soon`, `call_later`, `add_reader`, ... return, to cancel with.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::fmt;
-use std::rc::Weak;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +20,56 @@ pub(crate) enum Target {
     Io { key: u32, id: u64, write: bool },
 }
 
+/// What every [`Handle`] of one loop shares: the loop (weakly), and, once the loop is
+/// closed or dropped, which of its callbacks it dropped without running them. It
+/// outlives the loop as long as a handle does, so that a handle still answers
+/// `is_cancelled` after the loop is gone. Cloning it is what `Rc::downgrade` of the
+/// loop would cost: one count, no allocation.
+pub(crate) struct HandleState {
+    lp: Weak<Inner>,
+    /// Set once, by `close()` or by the loop's drop, whichever comes first.
+    dropped: OnceCell<Dropped>,
+}
+
+/// The callbacks that the loop dropped unrun when it closed.
+struct Dropped {
+    /// The sequence number of the first ready-queue entry that was dropped: every
+    /// `call_soon` entry from it on was dropped unrun, every one before it was popped.
+    first_seq: u64,
+    /// The ids of the timers still in the store, sorted (fired ones waiting in the
+    /// ready queue included: a timer leaves the store only when it runs or is cancelled).
+    timers: Box<[u64]>,
+}
+
+impl HandleState {
+    pub(crate) fn new(lp: Weak<Inner>) -> Rc<HandleState> {
+        Rc::new(HandleState {
+            lp,
+            dropped: OnceCell::new(),
+        })
+    }
+
+    /// Records what the loop dropped unrun: the ready queue from sequence `first_seq`
+    /// on, and the timers `timers`. Only the first call counts.
+    pub(crate) fn dropped_unrun(&self, first_seq: u64, mut timers: Vec<u64>) {
+        timers.sort_unstable();
+        let _ = self.dropped.set(Dropped {
+            first_seq,
+            timers: timers.into_boxed_slice(),
+        });
+    }
+
+    fn dropped_call(&self, seq: u64) -> bool {
+        self.dropped.get().is_some_and(|d| seq >= d.first_seq)
+    }
+
+    fn dropped_timer(&self, id: u64) -> bool {
+        self.dropped
+            .get()
+            .is_some_and(|d| d.timers.binary_search(&id).is_ok())
+    }
+}
+
 /// A scheduled callback, reader or writer, returned so that it can be cancelled.
 ///
 /// `cancel()` before the callback starts means it never runs, and its closure (with
@@ -31,6 +81,11 @@ pub(crate) enum Target {
 /// handles are generation-checked, so cancelling a handle whose reader was replaced by
 /// a later `add_reader` leaves the new reader alone, and the replaced handle reports
 /// [`is_cancelled`](Handle::is_cancelled).
+///
+/// After [`close()`](crate::Loop::close) (or once the loop is dropped), the handle of
+/// every callback that was dropped without running reports
+/// [`is_cancelled`](Handle::is_cancelled); the handle of one that ran keeps reporting
+/// false.
 ///
 /// A `Handle` is `!Send`: it belongs to the loop's thread. Other threads cancel through
 /// a [`RemoteHandle`].
@@ -49,15 +104,16 @@ pub(crate) enum Target {
 /// assert_eq!(Rc::strong_count(&ran), 1, "the closure was dropped at cancel()");
 /// ```
 pub struct Handle {
-    lp: Weak<Inner>,
+    /// `None` for a handle to nothing (work refused while the loop closes).
+    state: Option<Rc<HandleState>>,
     target: Target,
     cancelled: Cell<bool>,
 }
 
 impl Handle {
-    pub(crate) fn new(lp: Weak<Inner>, target: Target) -> Handle {
+    pub(crate) fn new(state: Rc<HandleState>, target: Target) -> Handle {
         Handle {
-            lp,
+            state: Some(state),
             target,
             cancelled: Cell::new(false),
         }
@@ -66,30 +122,40 @@ impl Handle {
     /// A handle to nothing that reports cancelled: for work refused while the loop
     /// closes.
     pub(crate) fn refused() -> Handle {
-        let h = Handle::new(Weak::new(), Target::Call { seq: u64::MAX });
-        h.cancelled.set(true);
-        h
+        Handle {
+            state: None,
+            target: Target::Call { seq: u64::MAX },
+            cancelled: Cell::new(true),
+        }
     }
 
     /// Cancels the callback (or removes the reader/writer) if it is still pending.
+    ///
+    /// The closure is dropped before this returns. If its destructor panics, the
+    /// panic is handed to the loop's exception handler, and `cancel` returns normally.
     pub fn cancel(&self) {
         if self.cancelled.replace(true) {
             return;
         }
-        if let Some(inner) = self.lp.upgrade() {
-            inner.cancel(self.target);
+        if let Some(inner) = self.state.as_ref().and_then(|s| s.lp.upgrade()) {
+            Inner::cancel(inner, self.target);
         }
     }
 
-    /// Whether [`cancel`](Handle::cancel) was called, or, for a reader or writer,
-    /// whether it has been removed or replaced.
+    /// Whether [`cancel`](Handle::cancel) was called, whether the loop dropped the
+    /// callback without running it (`close()`, or the loop itself dropped), or, for a
+    /// reader or writer, whether it has been removed or replaced.
     pub fn is_cancelled(&self) -> bool {
         if self.cancelled.get() {
             return true;
         }
+        let Some(state) = &self.state else {
+            return true;
+        };
         match self.target {
-            Target::Call { .. } | Target::Timer { .. } => false,
-            Target::Io { key, id, write } => match self.lp.upgrade() {
+            Target::Call { seq } => state.dropped_call(seq),
+            Target::Timer { id, .. } => state.dropped_timer(id),
+            Target::Io { key, id, write } => match state.lp.upgrade() {
                 Some(inner) => !inner.io_is_current(key, id, write),
                 None => true,
             },
@@ -130,12 +196,15 @@ impl TimerHandle {
         TimerHandle { handle, when }
     }
 
-    /// Cancels the timer if it has not run yet. Twice is a no-op.
+    /// Cancels the timer if it has not run yet. Twice is a no-op. As
+    /// [`Handle::cancel`], a panic in the closure's destructor goes to the exception
+    /// handler.
     pub fn cancel(&self) {
         self.handle.cancel()
     }
 
-    /// Whether [`cancel`](TimerHandle::cancel) was called.
+    /// Whether [`cancel`](TimerHandle::cancel) was called, or the loop dropped the
+    /// timer without running it (`close()`, or the loop itself dropped).
     pub fn is_cancelled(&self) -> bool {
         self.handle.is_cancelled()
     }
@@ -173,6 +242,10 @@ impl RemoteHandle {
     }
 
     /// Cancels the call if it has not started. Twice is a no-op.
+    ///
+    /// The closure is dropped on the calling thread, after the call is marked
+    /// cancelled; a panic in its destructor propagates to the caller (the loop's
+    /// exception handler lives on the loop's thread, and this may be another).
     pub fn cancel(&self) {
         self.call.cancel();
     }

@@ -17,6 +17,23 @@
 //! registration that was replaced or removed in the meantime (even if the fd number
 //! was reused) matches nothing and is dropped. Each reader and writer also has a
 //! unique id, checked when its queued call runs.
+//!
+//! # Stale registrations
+//! An fd closed while registered leaves its entry in our table (the kernel drops its
+//! own entry once the file is closed for good). Its number may then be reused:
+//! - by another fd of the user's: `add_*` on the number finds the kernel entry gone
+//!   (`EPOLL_CTL_MOD` says `ENOENT`), registers the new fd afresh and evicts the stale
+//!   watchers; `remove_*` finds nothing to modify or delete in the kernel;
+//! - by a library socket: it registers through `register_source`, which evicts the
+//!   stale entry of its number on the spot. Later `add_*` on the number then fails
+//!   (`EEXIST`) and `remove_*` finds nothing: neither can reach the socket's
+//!   registration (a `MOD` or `DEL` by number would have).
+//!
+//! If the closed fd's file stays open elsewhere (a `dup`, a child process), the kernel
+//! keeps its entry under the old number and keeps reporting it, with the old token;
+//! those events match no registration and are dropped, but a level-triggered entry
+//! whose file stays ready wakes every poll. Nothing can remove it by number any more:
+//! remove a reader before closing its fd.
 
 use std::collections::HashMap;
 use std::io;
@@ -41,11 +58,25 @@ pub(crate) const WAKER: Token = Token(usize::MAX);
 /// The token of the timerfd.
 const TIMER: Token = Token(usize::MAX - 1);
 
+/// A reader or writer callback the loop lets go of (removed, replaced, evicted),
+/// with where it was registered: the caller drops it outside its borrow.
+pub(crate) type Displaced = (IoCallback, &'static Location<'static>);
+
+/// What `Io::add` did: the registration's key, the new watcher's id, and the
+/// callbacks it displaced.
+pub(crate) type Added = (u32, u64, [Option<Displaced>; 2]);
+
 struct Watcher {
     id: u64,
     /// `None` while the callback runs (it is taken out so it may touch the loop).
     callback: Option<IoCallback>,
     location: &'static Location<'static>,
+}
+
+impl Watcher {
+    fn into_displaced(self) -> Option<Displaced> {
+        Some((self.callback?, self.location))
+    }
 }
 
 struct Reg {
@@ -148,85 +179,113 @@ impl Io {
 
     /// Registers `callback` as the reader (`write == false`) or writer of `fd`,
     /// replacing any previous one. The callbacks it displaced (the replaced one, and
-    /// one of a dead registration) are returned to be dropped by the caller. On
-    /// error nothing changes.
+    /// one of a stale registration) are returned to be dropped by the caller. On
+    /// error nothing changes, and `callback` is handed back to be dropped by the
+    /// caller too (never here: a closure's `Drop` may use the loop).
     pub(crate) fn add(
         &mut self,
         fd: RawFd,
         write: bool,
         callback: IoCallback,
         location: &'static Location<'static>,
-    ) -> io::Result<(u32, u64, [Option<IoCallback>; 2])> {
+    ) -> Result<Added, (io::Error, IoCallback)> {
         if fd < 0 {
-            return Err(io::Error::from_raw_os_error(libc::EBADF));
+            return Err((io::Error::from_raw_os_error(libc::EBADF), callback));
         }
         let generation = self.next_generation;
-        self.next_generation = self.next_generation.wrapping_add(1);
-        let id = self.next_id;
-        self.next_id += 1;
-        let watcher = Watcher {
-            id,
-            callback: Some(callback),
-            location,
-        };
         let epfd = self.poll.as_raw_fd();
-        if let Some(&key) = self.by_fd.get(&fd) {
+        let this = if write { libc::EPOLLOUT } else { libc::EPOLLIN } as u32;
+        let (key, displaced) = if let Some(&key) = self.by_fd.get(&fd) {
             let reg = &mut self.regs[key as usize];
-            let mut ev = reg.events();
-            let this = if write { libc::EPOLLOUT } else { libc::EPOLLIN } as u32;
-            ev |= this;
             let token = (u64::from(generation) << 32) | u64::from(key);
-            // The fd may have been closed (and its number reused) since it was
-            // registered: the kernel then forgot it, and MOD says ENOENT. The other
-            // direction's watcher belonged to the old file: it goes, so that it never
-            // hears the new file's events.
+            // The fd may have been closed (and its number reused by another fd of the
+            // user's) since it was registered: the kernel then forgot it, and MOD says
+            // ENOENT. The other direction's watcher belonged to the old file: it goes,
+            // so that it never hears the new file's events. (A number reused by a
+            // library socket never gets here: `register_source` evicted the stale
+            // entry, so MOD cannot reach the socket's registration.)
             let mut stale = None;
-            match epoll_ctl(epfd, libc::EPOLL_CTL_MOD, fd, ev, token) {
+            match epoll_ctl(epfd, libc::EPOLL_CTL_MOD, fd, reg.events() | this, token) {
+                Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, this, token)?;
+                    if let Err(e) = epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, this, token) {
+                        return Err((e, callback));
+                    }
                     stale = reg.slot(!write).take();
                 }
-                r => r?,
+                Err(e) => return Err((e, callback)),
             }
             reg.generation = generation;
-            let old = reg.slot(write).replace(watcher);
-            let dropped = [old, stale].map(|w| w.and_then(|w| w.callback));
-            Ok((key, id, dropped))
+            let old = reg.slot(write).take();
+            let displaced = [old, stale].map(|w| w.and_then(Watcher::into_displaced));
+            (key, displaced)
         } else {
-            let entry = self.regs.vacant_entry();
-            let key = key_u32(entry.key());
-            let mut reg = Reg {
+            let key = key_u32(self.regs.vacant_key());
+            let token = (u64::from(generation) << 32) | u64::from(key);
+            // EEXIST: the fd is already in the epoll set but not as a user fd: it is
+            // one of the loop's own (its wake-up or timer fd, a library socket). The
+            // error stands: taking it over would break the loop (asyncio refuses an
+            // fd used by a transport the same way).
+            if let Err(e) = epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, this, token) {
+                let e = match e.raw_os_error() {
+                    Some(libc::EEXIST) => io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!(
+                            "fd {fd} is used by the loop itself (one of its sockets, or its \
+                             own wake-up or timer fd): use that socket's API, not \
+                             add_reader/add_writer"
+                        ),
+                    ),
+                    _ => e,
+                };
+                return Err((e, callback));
+            }
+            self.regs.insert(Reg {
                 fd,
                 generation,
                 reader: None,
                 writer: None,
-            };
-            *reg.slot(write) = Some(watcher);
-            let ev = reg.events();
-            let token = reg.token(key);
-            // EEXIST: the fd is already in the epoll set but not as a user fd: it is
-            // one of the loop's own (its wake-up or timer fd, a library socket). The
-            // error stands: taking it over would break the loop.
-            epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, ev, token)?;
-            entry.insert(reg);
+            });
             self.by_fd.insert(fd, key);
-            Ok((key, id, [None, None]))
-        }
+            (key, [None, None])
+        };
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let id = self.next_id;
+        self.next_id += 1;
+        *self.regs[key as usize].slot(write) = Some(Watcher {
+            id,
+            callback: Some(callback),
+            location,
+        });
+        Ok((key, id, displaced))
+    }
+
+    /// Forgets the registration of `fd`, if any, without touching the epoll set: the
+    /// number now names a file the loop registered by other means (a library socket),
+    /// so the entry is stale (its fd was closed while registered), and the kernel
+    /// entry under that number is the new owner's. Returns the stale callbacks, for
+    /// the caller to drop.
+    fn evict(&mut self, fd: RawFd) -> [Option<Displaced>; 2] {
+        let Some(key) = self.by_fd.remove(&fd) else {
+            return [None, None];
+        };
+        let reg = self.regs.remove(key as usize);
+        [reg.reader, reg.writer].map(|w| w.and_then(Watcher::into_displaced))
     }
 
     /// Removes the reader or writer of `fd`; returns its callback (`Some(None)` if
     /// it is running right now), or `None` if there was none.
-    pub(crate) fn remove(&mut self, fd: RawFd, write: bool) -> Option<Option<IoCallback>> {
+    pub(crate) fn remove(&mut self, fd: RawFd, write: bool) -> Option<Option<Displaced>> {
         let key = *self.by_fd.get(&fd)?;
         self.remove_key(key, write, None)
     }
 
     /// Removes the reader or writer of registration `key` if its id is `id`.
-    pub(crate) fn cancel(&mut self, key: u32, id: u64, write: bool) -> Option<Option<IoCallback>> {
+    pub(crate) fn cancel(&mut self, key: u32, id: u64, write: bool) -> Option<Option<Displaced>> {
         self.remove_key(key, write, Some(id))
     }
 
-    fn remove_key(&mut self, key: u32, write: bool, id: Option<u64>) -> Option<Option<IoCallback>> {
+    fn remove_key(&mut self, key: u32, write: bool, id: Option<u64>) -> Option<Option<Displaced>> {
         let epfd = self.poll.as_raw_fd();
         let reg = self.regs.get_mut(key as usize)?;
         let slot = reg.slot(write);
@@ -248,7 +307,7 @@ impl Io {
             let token = reg.token(key);
             let _ = epoll_ctl(epfd, libc::EPOLL_CTL_MOD, reg.fd, ev, token);
         }
-        Some(old.callback)
+        Some(old.into_displaced())
     }
 
     /// Whether the reader/writer `(key, id)` is still registered.
@@ -363,14 +422,22 @@ impl Io {
         Ok(out)
     }
 
-    /// Registers a library-owned source, edge-triggered, for `interest`.
+    /// Registers a library-owned source (whose descriptor is `fd`), edge-triggered,
+    /// for `interest`.
+    ///
+    /// A user registration still recorded under `fd` is stale: its fd was closed while
+    /// registered, and the number now belongs to this source. It is evicted (its
+    /// callbacks are returned, to be dropped by the caller), so that a later
+    /// `add_reader` / `remove_reader` on the number can never reach the source's
+    /// registration.
     pub(crate) fn register_source(
         &mut self,
         source: &mut impl mio::event::Source,
+        fd: RawFd,
         interest: Interest,
         handler: Rc<dyn SourceHandler>,
         location: &'static Location<'static>,
-    ) -> io::Result<SourceId> {
+    ) -> io::Result<(SourceId, [Option<Displaced>; 2])> {
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let entry = self.sources.vacant_entry();
@@ -383,7 +450,7 @@ impl Io {
             handler,
             location,
         });
-        Ok(SourceId { key, generation })
+        Ok((SourceId { key, generation }, self.evict(fd)))
     }
 
     /// Deregisters a source; hands its handler back to be dropped by the caller.
@@ -458,13 +525,13 @@ impl Io {
 
     /// Forgets every registration, handing the callbacks back to be dropped by the
     /// caller. The fds themselves are left open: the loop never closes fds it is given.
-    pub(crate) fn clear(&mut self) -> Vec<IoCallback> {
+    pub(crate) fn clear(&mut self) -> Vec<Displaced> {
         let epfd = self.poll.as_raw_fd();
         let mut out = Vec::new();
         for reg in self.regs.drain() {
             let _ = epoll_ctl(epfd, libc::EPOLL_CTL_DEL, reg.fd, 0, 0);
             for w in [reg.reader, reg.writer].into_iter().flatten() {
-                out.extend(w.callback);
+                out.extend(w.into_displaced());
             }
         }
         self.by_fd.clear();

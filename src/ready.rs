@@ -30,8 +30,10 @@ pub(crate) trait Runnable {
     /// A wake: returns true if a step must be queued (false if one already is).
     fn wake(&self) -> bool;
     /// The loop is closing or dropped: release what the work holds (a task drops
-    /// its future), without running anything.
-    fn shutdown(&self);
+    /// its future and its done-callbacks), without running anything. Each user value
+    /// is dropped inside its own `catch_unwind`, and a panic from its destructor is
+    /// handed to `report` (which reports it to the exception handler, or logs it).
+    fn shutdown(&self, report: &mut dyn FnMut(Box<dyn std::any::Any + Send>));
 }
 
 /// Names a registered [`Runnable`]; `Send`, so a waker may carry it to other threads.
@@ -177,6 +179,18 @@ pub(crate) enum Entry {
     Main,
 }
 
+impl Entry {
+    /// Where the entry's work was scheduled, when the entry itself knows (for
+    /// reports about dropping it).
+    pub(crate) fn location(&self) -> Option<&'static Location<'static>> {
+        match self {
+            Entry::Call { location, .. } => Some(location),
+            Entry::Runnable(r) => Some(r.location()),
+            _ => None,
+        }
+    }
+}
+
 /// The FIFO of entries to run.
 pub(crate) struct Ready {
     queue: VecDeque<Entry>,
@@ -202,14 +216,14 @@ impl Ready {
         seq
     }
 
-    /// Takes the callback of the `Call` entry `seq` out, if it is still queued. The
-    /// caller drops it after releasing its borrow of the queue (a closure's `Drop`
-    /// may use the loop).
-    pub(crate) fn cancel(&mut self, seq: u64) -> Option<Callback> {
+    /// Takes the callback of the `Call` entry `seq` out (with where it was
+    /// scheduled), if it is still queued. The caller drops it after releasing its
+    /// borrow of the queue (a closure's `Drop` may use the loop).
+    pub(crate) fn cancel(&mut self, seq: u64) -> Option<(Callback, &'static Location<'static>)> {
         let i = usize::try_from(seq.checked_sub(self.head)?).ok()?;
         let entry = self.queue.get_mut(i)?;
         match std::mem::replace(entry, Entry::Cancelled) {
-            Entry::Call { callback, .. } => Some(callback),
+            Entry::Call { callback, location } => Some((callback, location)),
             other => {
                 *entry = other;
                 None
@@ -233,6 +247,11 @@ impl Ready {
     /// Whether nothing is queued.
     pub(crate) fn is_empty(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    /// The sequence number of the first entry still queued (the next one to pop).
+    pub(crate) fn head(&self) -> u64 {
+        self.head
     }
 
     /// Empties the queue, handing the entries back to be dropped outside the caller's

@@ -316,18 +316,22 @@ impl<F: Future + 'static> Runnable for TaskCell<F> {
         !self.head.scheduled.replace(true)
     }
 
-    fn shutdown(&self) {
-        if self.drop_future().is_some() {
-            log::error!(
-                "a task's future panicked while being dropped (task spawned at {})",
-                self.head.location
-            );
+    fn shutdown(&self, report: &mut dyn FnMut(Box<dyn Any + Send>)) {
+        if let Some(panic) = self.drop_future() {
+            report(panic);
         }
         let head = &self.head;
         if !head.done.replace(true) {
             head.cancelled.set(true);
             *head.result.borrow_mut() = Some(Err(TaskError::Cancelled));
-            head.callbacks.borrow_mut().clear();
+            // Dropped one by one with no borrow held: a callback's `Drop` may use the
+            // task (or panic, without aborting the process).
+            let callbacks = std::mem::take(&mut *head.callbacks.borrow_mut());
+            for f in callbacks {
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(f))) {
+                    report(panic);
+                }
+            }
         }
         head.wake_awaiter();
     }
@@ -405,7 +409,7 @@ impl Loop {
         if dropping {
             // Spawned from a destructor while `close()` drops what was pending: the
             // task is cancelled at once, never polled.
-            cell.shutdown();
+            self.shut_down(&*cell);
             self.unregister_runnable(cell.head.rid);
             return Task { cell };
         }
@@ -604,7 +608,9 @@ impl<T: 'static> Future for Task<T> {
                 None => panic!("Task polled again after it returned its output"),
             }
         } else {
-            *cell.awaiter.borrow_mut() = Some(cx.waker().clone());
+            // The waker it replaces is dropped with no borrow held.
+            let old = cell.awaiter.replace(Some(cx.waker().clone()));
+            drop(old);
             Poll::Pending
         }
     }

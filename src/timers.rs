@@ -130,6 +130,13 @@ pub(crate) struct TimerSlot {
     pub(crate) in_heap: bool,
 }
 
+impl TimerSlot {
+    /// The timer's id (unique in its store, growing with each timer).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+}
+
 /// The timer store. See the module docs.
 pub(crate) struct Timers {
     slots: Slab<TimerSlot>,

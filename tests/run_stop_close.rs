@@ -23,6 +23,20 @@ fn chain(lp: &Loop, order: &Events<usize>, depth: usize) {
     });
 }
 
+/// Stops the loop in the first iteration where `order` holds `n` names (checked once
+/// an iteration, after the chain's link): no timer, so a slow machine cannot make the
+/// stop come early.
+fn stop_when(lp: &Loop, order: &Events<usize>, n: usize) {
+    let order = order.clone();
+    lp.call_soon(move |lp| {
+        if order.len() >= n {
+            lp.stop();
+        } else {
+            stop_when(lp, &order, n);
+        }
+    });
+}
+
 #[test]
 fn stop_before_run_forever_runs_exactly_one_iteration() {
     let lp = Loop::new().unwrap();
@@ -55,7 +69,7 @@ fn a_stop_is_used_up_by_the_run_it_ends() {
     // The next run must not stop after one iteration: it runs the whole chain and
     // stops only when told to again.
     chain(&lp, &order, 3);
-    lp.call_later(Duration::from_millis(20), |lp| lp.stop());
+    stop_when(&lp, &order, 4);
     let dog = Watchdog::new(&lp, Duration::from_secs(10));
     lp.run_forever().unwrap();
     assert!(!dog.fired());
@@ -74,7 +88,7 @@ fn a_pending_stop_is_used_up_by_run_once() {
     );
     let order = Events::new();
     chain(&lp, &order, 2);
-    lp.call_later(Duration::from_millis(20), |lp| lp.stop());
+    stop_when(&lp, &order, 3);
     let dog = Watchdog::new(&lp, Duration::from_secs(10));
     lp.run_forever().unwrap();
     assert!(!dog.fired());
@@ -305,6 +319,74 @@ fn close_drops_every_pending_closure() {
     timer.cancel();
     due.cancel();
     drop(b);
+}
+
+/// After `close()`, every handle of a callback that never ran reports cancelled, the
+/// same for `Handle`, `TimerHandle` and `RemoteHandle`; handles of callbacks that ran
+/// keep reporting false. Dropping the loop afterwards changes nothing.
+#[test]
+fn after_close_handles_of_dropped_callbacks_report_cancelled_and_of_run_ones_not() {
+    use std::os::fd::AsRawFd;
+    let lp = Loop::new().unwrap();
+    let ran_soon = lp.call_soon(|_| {});
+    let ran_timer = lp.call_later(Duration::ZERO, |_| {});
+    let ran_remote = lp.remote().call_soon_threadsafe(|_| {}).unwrap();
+    let dog = Watchdog::new(&lp, Duration::from_secs(10));
+    lp.call_later(Duration::from_millis(1), |lp| lp.stop());
+    lp.run_forever().unwrap();
+    assert!(!dog.fired());
+
+    let soon = lp.call_soon(|_| {});
+    let timer = lp.call_later(Duration::from_secs(60), |_| {});
+    let at = lp.call_at(lp.time(), |_| {});
+    let remote = lp.remote().call_soon_threadsafe(|_| {}).unwrap();
+    let (a, _b) = socketpair();
+    let reader = lp.add_reader(a.as_raw_fd(), |_| {}).unwrap();
+    let cancelled = lp.call_soon(|_| {});
+    cancelled.cancel();
+    for (h, what) in [(&soon, "call_soon"), (&cancelled, "cancelled")] {
+        assert_eq!(h.is_cancelled(), what == "cancelled", "{what} before close");
+    }
+    assert!(!timer.is_cancelled() && !at.is_cancelled() && !remote.is_cancelled());
+
+    lp.close().unwrap();
+    let check = |after: &str| {
+        assert!(soon.is_cancelled(), "call_soon dropped by close ({after})");
+        assert!(
+            timer.is_cancelled(),
+            "call_later dropped by close ({after})"
+        );
+        assert!(at.is_cancelled(), "call_at dropped by close ({after})");
+        assert!(remote.is_cancelled(), "threadsafe call dropped ({after})");
+        assert!(reader.is_cancelled(), "reader dropped by close ({after})");
+        assert!(cancelled.is_cancelled());
+        assert!(!ran_soon.is_cancelled(), "a call_soon that ran ({after})");
+        assert!(!ran_timer.is_cancelled(), "a timer that ran ({after})");
+        assert!(
+            !ran_remote.is_cancelled(),
+            "a threadsafe call that ran ({after})"
+        );
+    };
+    check("loop closed");
+    drop(dog);
+    drop(lp);
+    check("loop dropped");
+}
+
+/// A loop dropped without `close()` drops its pending callbacks too: their handles
+/// report cancelled, those of callbacks that ran do not.
+#[test]
+fn after_the_loop_is_dropped_handles_of_dropped_callbacks_report_cancelled() {
+    let lp = Loop::new().unwrap();
+    let ran = lp.call_soon(|_| {});
+    let ran_timer = lp.call_later(Duration::ZERO, |_| {});
+    lp.call_later(Duration::from_millis(1), |lp| lp.stop());
+    lp.run_forever().unwrap();
+    let soon = lp.call_soon(|_| {});
+    let timer = lp.call_later(Duration::from_secs(60), |_| {});
+    drop(lp);
+    assert!(soon.is_cancelled() && timer.is_cancelled());
+    assert!(!ran.is_cancelled() && !ran_timer.is_cancelled());
 }
 
 #[test]

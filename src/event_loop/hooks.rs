@@ -4,6 +4,7 @@
 
 use std::any::Any;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -29,11 +30,13 @@ impl Loop {
         }
     }
 
-    /// Registers a library-owned socket, edge-triggered.
+    /// Registers a library-owned socket, edge-triggered. A user registration left
+    /// under the socket's fd number (a user fd closed while registered) is stale: it
+    /// is evicted, and its closures dropped.
     #[track_caller]
     pub(crate) fn register_source(
         &self,
-        source: &mut impl mio::event::Source,
+        source: &mut (impl mio::event::Source + AsRawFd),
         interest: mio::Interest,
         handler: Rc<dyn SourceHandler>,
     ) -> io::Result<SourceId> {
@@ -41,16 +44,22 @@ impl Loop {
             return Err(io::Error::other(Error::Closed));
         }
         let location = Location::caller();
-        self.inner
+        let fd = source.as_raw_fd();
+        let registered = self
+            .inner
             .io
             .borrow_mut()
-            .register_source(source, interest, handler, location)
+            .register_source(source, fd, interest, handler, location);
+        let (id, evicted) = registered?;
+        let evicted = evicted.into_iter().flatten();
+        self.discard_at("a stale reader or writer", evicted);
+        Ok(id)
     }
 
     /// Deregisters a library-owned socket (before it is closed).
     pub(crate) fn deregister_source(&self, source: &mut impl mio::event::Source, id: SourceId) {
         let handler = self.inner.io.borrow_mut().deregister_source(source, id);
-        drop(handler);
+        self.discard("a library socket's handler", handler);
     }
 
     /// The number of the current iteration (for per-iteration budgets).

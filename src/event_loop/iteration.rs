@@ -275,7 +275,10 @@ impl Loop {
                         .io
                         .borrow_mut()
                         .put_back(key, id, write, callback);
-                    drop(rejected);
+                    // Removed or replaced while it ran.
+                    if let Some(f) = rejected {
+                        self.discard_one("a removed reader or writer", f, location);
+                    }
                 }
             }
             Entry::Source {

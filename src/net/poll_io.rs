@@ -87,7 +87,10 @@ impl<S: Source> PollIo<S> {
     /// # Panics
     /// Outside a running loop.
     #[track_caller]
-    pub(crate) fn new(mut sock: S) -> io::Result<PollIo<S>> {
+    pub(crate) fn new(mut sock: S) -> io::Result<PollIo<S>>
+    where
+        S: std::os::fd::AsRawFd,
+    {
         let lp = current_loop("net");
         Self::with_loop(&lp, &mut sock).map(|(id, state)| PollIo {
             sock: Some(sock),
@@ -97,7 +100,10 @@ impl<S: Source> PollIo<S> {
         })
     }
 
-    fn with_loop(lp: &Loop, sock: &mut S) -> io::Result<(SourceId, Rc<State>)> {
+    fn with_loop(lp: &Loop, sock: &mut S) -> io::Result<(SourceId, Rc<State>)>
+    where
+        S: std::os::fd::AsRawFd,
+    {
         let state = Rc::new(State::default());
         state.read.ready.set(true);
         state.write.ready.set(true);

@@ -56,6 +56,15 @@ fn not_ip() -> io::Error {
     )
 }
 
+impl std::os::fd::AsRawFd for StreamSock {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            StreamSock::Tcp(s) => s.as_raw_fd(),
+            StreamSock::Unix(s) => s.as_raw_fd(),
+        }
+    }
+}
+
 impl Source for StreamSock {
     fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
         match self {
