@@ -2,7 +2,7 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::rc::Weak;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +18,22 @@ pub(crate) enum Target {
     Timer { key: u32, id: u64 },
     /// A reader (`write == false`) or writer.
     Io { key: u32, id: u64, write: bool },
+}
+
+/// A registration an upper layer keeps itself (a signal handler), cancelled through
+/// its own state rather than the core's stores.
+pub(crate) trait Registration {
+    /// Removes the registration if it is still the current one.
+    fn cancel(&self);
+    /// Whether it is still registered (not removed, replaced, or dropped by `close()`).
+    fn is_current(&self) -> bool;
+}
+
+/// What a handle names: something in the core's stores, or an upper layer's
+/// registration.
+enum Kind {
+    Core(Target),
+    Upper(Rc<dyn Registration>),
 }
 
 /// A scheduled callback, reader or writer, returned so that it can be cancelled.
@@ -50,7 +66,7 @@ pub(crate) enum Target {
 /// ```
 pub struct Handle {
     lp: Weak<Inner>,
-    target: Target,
+    kind: Kind,
     cancelled: Cell<bool>,
 }
 
@@ -58,7 +74,16 @@ impl Handle {
     pub(crate) fn new(lp: Weak<Inner>, target: Target) -> Handle {
         Handle {
             lp,
-            target,
+            kind: Kind::Core(target),
+            cancelled: Cell::new(false),
+        }
+    }
+
+    /// A handle to an upper layer's registration.
+    pub(crate) fn upper(registration: Rc<dyn Registration>) -> Handle {
+        Handle {
+            lp: Weak::new(),
+            kind: Kind::Upper(registration),
             cancelled: Cell::new(false),
         }
     }
@@ -76,8 +101,13 @@ impl Handle {
         if self.cancelled.replace(true) {
             return;
         }
-        if let Some(inner) = self.lp.upgrade() {
-            inner.cancel(self.target);
+        match &self.kind {
+            Kind::Core(target) => {
+                if let Some(inner) = self.lp.upgrade() {
+                    inner.cancel(*target);
+                }
+            }
+            Kind::Upper(registration) => registration.cancel(),
         }
     }
 
@@ -87,22 +117,24 @@ impl Handle {
         if self.cancelled.get() {
             return true;
         }
-        match self.target {
-            Target::Call { .. } | Target::Timer { .. } => false,
-            Target::Io { key, id, write } => match self.lp.upgrade() {
+        match self.kind {
+            Kind::Core(Target::Call { .. } | Target::Timer { .. }) => false,
+            Kind::Core(Target::Io { key, id, write }) => match self.lp.upgrade() {
                 Some(inner) => !inner.io_is_current(key, id, write),
                 None => true,
             },
+            Kind::Upper(ref registration) => !registration.is_current(),
         }
     }
 }
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle")
-            .field("target", &self.target)
-            .field("cancelled", &self.is_cancelled())
-            .finish()
+        let mut d = f.debug_struct("Handle");
+        if let Kind::Core(target) = &self.kind {
+            d.field("target", target);
+        }
+        d.field("cancelled", &self.is_cancelled()).finish()
     }
 }
 

@@ -72,6 +72,7 @@ mod promise;
 mod ready;
 mod remote;
 mod remote_task;
+mod signal;
 mod source;
 mod stats;
 pub mod sync;
