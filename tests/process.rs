@@ -190,7 +190,9 @@ fn a_program_that_does_not_exist_is_not_found() {
     };
     assert_eq!(spawn_says.kind(), ErrorKind::NotFound);
     let lp = Loop::new().unwrap();
-    let err = lp.subprocess_exec(piped(Command::new(MISSING))).unwrap_err();
+    let err = lp
+        .subprocess_exec(piped(Command::new(MISSING)))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
     let err = lp
         .subprocess_exec_with(
