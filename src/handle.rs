@@ -36,7 +36,8 @@ enum Kind {
     Upper(Rc<dyn Registration>),
 }
 
-/// A scheduled callback, reader or writer, returned so that it can be cancelled.
+/// A scheduled callback, reader, writer or signal handler, returned so that it can be
+/// cancelled.
 ///
 /// `cancel()` before the callback starts means it never runs, and its closure (with
 /// everything it captured) is dropped at once. Cancelling twice, or after the callback
@@ -47,6 +48,10 @@ enum Kind {
 /// handles are generation-checked, so cancelling a handle whose reader was replaced by
 /// a later `add_reader` leaves the new reader alone, and the replaced handle reports
 /// [`is_cancelled`](Handle::is_cancelled).
+///
+/// For a signal handler ([`Loop::add_signal_handler`](crate::Loop::add_signal_handler)),
+/// cancelling is `remove_signal_handler` for that registration only, generation-checked
+/// the same way.
 ///
 /// A `Handle` is `!Send`: it belongs to the loop's thread. Other threads cancel through
 /// a [`RemoteHandle`].
