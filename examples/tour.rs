@@ -6,7 +6,8 @@
 //!
 //! Each section builds a fresh [`Loop`], schedules a little work, runs it and prints
 //! what happened. Sections 1–10 are the callback core; 11–15 the layers on top of it
-//! (tasks, promises, timeouts, task groups, the executor, `Remote::spawn`, queues).
+//! (tasks, promises, timeouts, task groups, the executor, `Remote::spawn`, queues);
+//! 16 is `close()`, 17 signal handlers.
 //! The whole tour takes well under a second.
 
 use std::cell::Cell;
@@ -48,6 +49,7 @@ fn main() -> Result {
     remote_spawn()?;
     queue()?;
     closing()?;
+    signals()?;
 
     println!("\ntour finished in {:.1?}", started.elapsed());
     Ok(())
@@ -573,6 +575,67 @@ fn closing() -> Result {
     }
     println!("  close() again -> {:?}", lp.close());
     Ok(())
+}
+
+/// 17. Signals: a handler is an ordinary loop callback, not an OS signal handler.
+fn signals() -> Result {
+    heading(17, "signals: add_signal_handler");
+    let lp = Loop::new()?;
+    let loop_thread = thread::current().id();
+    let first = lp.add_signal_handler(libc::SIGUSR1, move |lp| {
+        let on_loop = thread::current().id() == loop_thread;
+        println!("  SIGUSR1 handled on the loop thread: {on_loop}");
+        lp.stop();
+    })?;
+    lp.call_soon(|_| raise(libc::SIGUSR1));
+    lp.run_forever()?;
+
+    // Adding again replaces; signals do not queue, so a burst runs it at least once.
+    let count = Rc::new(Cell::new(0));
+    let c = count.clone();
+    lp.add_signal_handler(libc::SIGUSR1, move |_| c.set(c.get() + 1))?;
+    println!(
+        "  the replaced handler's handle: is_cancelled() = {}",
+        first.is_cancelled()
+    );
+    lp.call_soon(|_| (0..3).for_each(|_| raise(libc::SIGUSR1)));
+    for _ in 0..10 {
+        lp.run_once(Some(ms(1)))?;
+    }
+    println!(
+        "  a burst of 3 signals ran the handler {} time(s) (at least once)",
+        count.get()
+    );
+
+    match lp.add_signal_handler(libc::SIGKILL, |_| {}) {
+        Err(e) => println!("  SIGKILL -> Err({e})"),
+        Ok(_) => println!("  SIGKILL -> unexpectedly Ok"),
+    }
+    println!(
+        "  remove_signal_handler(SIGUSR1) -> {}",
+        lp.remove_signal_handler(libc::SIGUSR1)
+    );
+    println!(
+        "  SIGUSR1 is back to its default disposition: {}",
+        disposition(libc::SIGUSR1) == libc::SIG_DFL
+    );
+    Ok(())
+}
+
+fn raise(signum: i32) {
+    // SAFETY: raise only sends a signal to this thread; the tour handles `signum`.
+    unsafe { libc::raise(signum) };
+}
+
+/// The handler `sigaction` reports for `signum`.
+fn disposition(signum: i32) -> libc::sighandler_t {
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a null new action only queries; `old` is valid for writes, zeroed is a
+    // valid sigaction, and the call fills it in.
+    unsafe {
+        libc::sigaction(signum, std::ptr::null(), old.as_mut_ptr());
+        old.assume_init().sa_sigaction
+    }
 }
 
 /// A tiny `log` backend for the tour: prints records to stdout. (Applications would

@@ -70,7 +70,24 @@ impl HandleState {
     }
 }
 
-/// A scheduled callback, reader or writer, returned so that it can be cancelled.
+/// A registration an upper layer keeps itself (a signal handler), cancelled through
+/// its own state rather than the core's stores.
+pub(crate) trait Registration {
+    /// Removes the registration if it is still the current one.
+    fn cancel(&self);
+    /// Whether it is still registered (not removed, replaced, or dropped by `close()`).
+    fn is_current(&self) -> bool;
+}
+
+/// What a handle names: something in the core's stores, or an upper layer's
+/// registration.
+enum Kind {
+    Core(Target),
+    Upper(Rc<dyn Registration>),
+}
+
+/// A scheduled callback, reader, writer or signal handler, returned so that it can be
+/// cancelled.
 ///
 /// `cancel()` before the callback starts means it never runs, and its closure (with
 /// everything it captured) is dropped at once. Cancelling twice, or after the callback
@@ -86,6 +103,10 @@ impl HandleState {
 /// every callback that was dropped without running reports
 /// [`is_cancelled`](Handle::is_cancelled); the handle of one that ran keeps reporting
 /// false.
+///
+/// For a signal handler ([`Loop::add_signal_handler`](crate::Loop::add_signal_handler)),
+/// cancelling is `remove_signal_handler` for that registration only, generation-checked
+/// the same way.
 ///
 /// A `Handle` is `!Send`: it belongs to the loop's thread. Other threads cancel through
 /// a [`RemoteHandle`].
@@ -106,7 +127,7 @@ impl HandleState {
 pub struct Handle {
     /// `None` for a handle to nothing (work refused while the loop closes).
     state: Option<Rc<HandleState>>,
-    target: Target,
+    kind: Kind,
     cancelled: Cell<bool>,
 }
 
@@ -114,7 +135,16 @@ impl Handle {
     pub(crate) fn new(state: Rc<HandleState>, target: Target) -> Handle {
         Handle {
             state: Some(state),
-            target,
+            kind: Kind::Core(target),
+            cancelled: Cell::new(false),
+        }
+    }
+
+    /// A handle to an upper layer's registration.
+    pub(crate) fn upper(registration: Rc<dyn Registration>) -> Handle {
+        Handle {
+            state: None,
+            kind: Kind::Upper(registration),
             cancelled: Cell::new(false),
         }
     }
@@ -124,7 +154,7 @@ impl Handle {
     pub(crate) fn refused() -> Handle {
         Handle {
             state: None,
-            target: Target::Call { seq: u64::MAX },
+            kind: Kind::Core(Target::Call { seq: u64::MAX }),
             cancelled: Cell::new(true),
         }
     }
@@ -137,8 +167,13 @@ impl Handle {
         if self.cancelled.replace(true) {
             return;
         }
-        if let Some(inner) = self.state.as_ref().and_then(|s| s.lp.upgrade()) {
-            Inner::cancel(inner, self.target);
+        match &self.kind {
+            Kind::Core(target) => {
+                if let Some(inner) = self.state.as_ref().and_then(|s| s.lp.upgrade()) {
+                    Inner::cancel(inner, *target);
+                }
+            }
+            Kind::Upper(registration) => registration.cancel(),
         }
     }
 
@@ -149,10 +184,14 @@ impl Handle {
         if self.cancelled.get() {
             return true;
         }
+        let target = match &self.kind {
+            Kind::Core(target) => *target,
+            Kind::Upper(registration) => return !registration.is_current(),
+        };
         let Some(state) = &self.state else {
             return true;
         };
-        match self.target {
+        match target {
             Target::Call { seq } => state.dropped_call(seq),
             Target::Timer { id, .. } => state.dropped_timer(id),
             Target::Io { key, id, write } => match state.lp.upgrade() {
@@ -165,10 +204,11 @@ impl Handle {
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle")
-            .field("target", &self.target)
-            .field("cancelled", &self.is_cancelled())
-            .finish()
+        let mut d = f.debug_struct("Handle");
+        if let Kind::Core(target) = &self.kind {
+            d.field("target", target);
+        }
+        d.field("cancelled", &self.is_cancelled()).finish()
     }
 }
 

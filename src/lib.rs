@@ -68,10 +68,12 @@ mod executor;
 mod handle;
 mod io;
 pub mod net;
+pub mod process;
 mod promise;
 mod ready;
 mod remote;
 mod remote_task;
+mod signal;
 mod source;
 mod stats;
 pub mod sync;
@@ -88,6 +90,9 @@ pub use handle::{Handle, RemoteHandle, TimerHandle};
 pub use net::{
     DatagramProtocol, DatagramTransport, Protocol, Server, ServerOptions, TcpListener, TcpStream,
     Transport, UdpSocket, UnixListener, UnixStream,
+};
+pub use process::{
+    ChildStderr, ChildStdin, ChildStdout, Process, SubprocessProtocol, SubprocessTransport,
 };
 pub use promise::{CallbackId, Promise};
 pub use remote::Remote;

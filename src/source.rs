@@ -87,3 +87,38 @@ pub(crate) struct SourceEntry {
     pub(crate) handler: Rc<dyn SourceHandler>,
     pub(crate) location: &'static Location<'static>,
 }
+
+/// A bare fd as a library source, for fds an upper layer owns itself (a signal
+/// wake-up eventfd, a pidfd): `mio`'s `SourceFd` plus the fd number, which
+/// `register_source` needs to evict a stale user entry of the same number.
+pub(crate) struct FdSource(pub(crate) std::os::fd::RawFd);
+
+impl std::os::fd::AsRawFd for FdSource {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0
+    }
+}
+
+impl mio::event::Source for FdSource {
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> std::io::Result<()> {
+        mio::unix::SourceFd(&self.0).register(registry, token, interests)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> std::io::Result<()> {
+        mio::unix::SourceFd(&self.0).reregister(registry, token, interests)
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) -> std::io::Result<()> {
+        mio::unix::SourceFd(&self.0).deregister(registry)
+    }
+}

@@ -74,6 +74,7 @@ mod unix;
 
 pub use addr::ToSocketAddrs;
 pub use datagram::DatagramTransport;
+pub(crate) use poll_io::PollIo;
 pub use protocol::{DatagramProtocol, Protocol};
 pub use ready::{FdReady, readable, writable};
 pub use server::{Server, ServerOptions, WaitClosed};

@@ -87,12 +87,20 @@ impl<S: Source> PollIo<S> {
     /// # Panics
     /// Outside a running loop.
     #[track_caller]
-    pub(crate) fn new(mut sock: S) -> io::Result<PollIo<S>>
+    pub(crate) fn new(sock: S) -> io::Result<PollIo<S>>
     where
         S: std::os::fd::AsRawFd,
     {
-        let lp = current_loop("net");
-        Self::with_loop(&lp, &mut sock).map(|(id, state)| PollIo {
+        Self::on_loop(&current_loop("net"), sock)
+    }
+
+    /// Registers `sock` with `lp`, running or not.
+    #[track_caller]
+    pub(crate) fn on_loop(lp: &Loop, mut sock: S) -> io::Result<PollIo<S>>
+    where
+        S: std::os::fd::AsRawFd,
+    {
+        Self::with_loop(lp, &mut sock).map(|(id, state)| PollIo {
             sock: Some(sock),
             lp: lp.downgrade(),
             id,
