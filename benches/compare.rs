@@ -7,6 +7,7 @@
 //! cargo bench --bench compare                   # ~1 min: 5 rounds
 //! cargo bench --bench compare -- --rounds 3
 //! cargo bench --bench compare -- --only timers  # rows whose id contains "timers"
+//! cargo bench --bench compare -- --only spawn --peer evloop --rounds 1  # (for a profiler)
 //! cargo bench --bench compare -- --tcp-echo FILE  # add the row measured by compare.sh
 //! ```
 //!
@@ -1068,6 +1069,7 @@ struct Args {
     test: bool,
     rounds: usize,
     only: Option<String>,
+    peer: Option<String>,
     tcp_echo: Option<String>,
 }
 
@@ -1076,6 +1078,7 @@ fn parse_args() -> Args {
         test: true,
         rounds: 5,
         only: None,
+        peer: None,
         tcp_echo: None,
     };
     let mut it = std::env::args().skip(1);
@@ -1084,6 +1087,7 @@ fn parse_args() -> Args {
             "--bench" => a.test = false,
             "--rounds" => a.rounds = it.next().and_then(|v| v.parse().ok()).unwrap_or(5),
             "--only" => a.only = it.next(),
+            "--peer" => a.peer = it.next(),
             "--tcp-echo" => a.tcp_echo = it.next(),
             _ => {}
         }
@@ -1102,6 +1106,9 @@ fn main() {
     let started = Instant::now();
     for round in 1..=args.rounds {
         for peer in PEERS {
+            if args.peer.as_deref().is_some_and(|p| p != peer) {
+                continue;
+            }
             let mut push = |id: &'static str, v: (f64, f64)| {
                 samples.entry((id, peer)).or_default().push(v);
             };
