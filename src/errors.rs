@@ -94,6 +94,8 @@ pub struct ErrorContext {
     message: String,
     panic_message: Option<String>,
     location: Option<&'static Location<'static>>,
+    /// Made by `from_panic`: it reports a caught panic (whatever its payload).
+    panicked: bool,
 }
 
 impl ErrorContext {
@@ -103,6 +105,7 @@ impl ErrorContext {
             message: message.into(),
             panic_message: None,
             location: None,
+            panicked: false,
         }
     }
 
@@ -133,7 +136,13 @@ impl ErrorContext {
     pub(crate) fn from_panic(message: impl Into<String>, payload: &(dyn Any + Send)) -> Self {
         let mut ctx = ErrorContext::new(message);
         ctx.panic_message = panic_text(payload).map(str::to_owned);
+        ctx.panicked = true;
         ctx
+    }
+
+    /// Whether it reports a caught panic (even one whose payload is not text).
+    pub(crate) fn is_panic(&self) -> bool {
+        self.panicked
     }
 }
 

@@ -390,8 +390,9 @@ impl Loop {
         let (key, id) = self.inner.timers.borrow_mut().insert(when, f, location);
         add(&self.inner.stats.timers_scheduled, 1);
         if !self.inner.running.get() && !self.inner.clock.is_manual() {
-            // An embedding host must see the new deadline on `as_raw_fd`.
-            let now = now.unwrap_or_else(|| self.inner.clock.now_ns());
+            // An embedding host must see the new deadline on `as_raw_fd`. The clock is
+            // read only if the timerfd must be re-armed (`call_at` has no reading).
+            let now = || now.unwrap_or_else(|| self.inner.clock.now_ns());
             if let Err(e) = self.inner.io.borrow_mut().arm_timer_if_earlier(when, now) {
                 log::error!("evloop: cannot arm the timer fd: {e}");
             }

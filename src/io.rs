@@ -516,10 +516,16 @@ impl Io {
     }
 
     /// Arms the timerfd for `deadline` if it is earlier than what it is armed for.
-    pub(crate) fn arm_timer_if_earlier(&mut self, deadline: u64, now: u64) -> io::Result<()> {
+    /// `now` (the current reading) is called only then: a timer scheduled after the
+    /// armed deadline, the common case, costs no clock read.
+    pub(crate) fn arm_timer_if_earlier(
+        &mut self,
+        deadline: u64,
+        now: impl FnOnce() -> u64,
+    ) -> io::Result<()> {
         match self.armed {
             Some(armed) if armed <= deadline => Ok(()),
-            _ => self.arm_timer(Some(deadline), now),
+            _ => self.arm_timer(Some(deadline), now()),
         }
     }
 

@@ -65,6 +65,7 @@ mod clock;
 mod errors;
 mod event_loop;
 mod executor;
+mod group;
 mod handle;
 mod io;
 pub mod net;
@@ -86,6 +87,7 @@ mod timers;
 pub use clock::Clock;
 pub use errors::{Cancelled, Error, ErrorContext, InvalidState};
 pub use event_loop::{Loop, LoopBuilder};
+pub use group::LoopGroup;
 pub use handle::{Handle, RemoteHandle, TimerHandle};
 pub use net::{
     DatagramProtocol, DatagramTransport, Protocol, Server, ServerOptions, TcpListener, TcpStream,
