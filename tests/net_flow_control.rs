@@ -138,12 +138,21 @@ fn write_until_paused(start_on_data: bool, total: usize, read: usize) {
     if start_on_data {
         std::io::Write::write_all(&mut &peer, b"go").unwrap();
     }
-    run_until(&lp, "paused", || shared.events.borrow().contains(&Flow::Pause));
+    run_until(&lp, "paused", || {
+        shared.events.borrow().contains(&Flow::Pause)
+    });
     run_iterations(&lp, 2);
-    let first = if start_on_data { "data_received" } else { "connection_made" };
+    let first = if start_on_data {
+        "data_received"
+    } else {
+        "connection_made"
+    };
     let events = shared.events.borrow().clone();
     let pause_at = events.iter().position(|e| *e == Flow::Pause).unwrap();
-    let wrote_at = events.iter().position(|e| *e == Flow::Wrote(first)).unwrap();
+    let wrote_at = events
+        .iter()
+        .position(|e| *e == Flow::Wrote(first))
+        .unwrap();
     assert_eq!(
         pause_at,
         wrote_at + 1,
@@ -172,7 +181,10 @@ fn write_until_paused(start_on_data: bool, total: usize, read: usize) {
         "{} of {total} bytes written to a peer that reads nothing",
         shared.written.get()
     );
-    assert!(!shared.pause_not_flagged.get(), "is_writing_paused() false in pause_writing");
+    assert!(
+        !shared.pause_not_flagged.get(),
+        "is_writing_paused() false in pause_writing"
+    );
 
     // The peer reads: the bytes arrive in order, and the bound holds throughout.
     let mut got = Vec::new();
@@ -189,7 +201,9 @@ fn write_until_paused(start_on_data: bool, total: usize, read: usize) {
     );
     if read == total {
         assert_eq!(got.len(), total);
-        run_until(&lp, "drained", || t.write_buffer_size() == 0 && !t.is_writing_paused());
+        run_until(&lp, "drained", || {
+            t.write_buffer_size() == 0 && !t.is_writing_paused()
+        });
     }
     let events = shared.events.borrow().clone();
     let flow: Vec<&Flow> = events
@@ -198,17 +212,30 @@ fn write_until_paused(start_on_data: bool, total: usize, read: usize) {
         .collect();
     assert!(flow.len() >= 3, "several pause/resume rounds: {flow:?}");
     for (i, e) in flow.iter().enumerate() {
-        let want = if i % 2 == 0 { &Flow::Pause } else { &Flow::Resume };
+        let want = if i % 2 == 0 {
+            &Flow::Pause
+        } else {
+            &Flow::Resume
+        };
         assert_eq!(*e, want, "pause and resume must alternate: {flow:?}");
     }
     // Every resume_writing that wrote was paused right after, unless it sent the rest.
-    let last = events.iter().rposition(|e| *e == Flow::Wrote("resume_writing"));
+    let last = events
+        .iter()
+        .rposition(|e| *e == Flow::Wrote("resume_writing"));
     for (i, w) in events.windows(2).enumerate() {
         if w[0] == Flow::Wrote("resume_writing") && Some(i) != last {
-            assert_eq!(w[1], Flow::Pause, "a resume_writing that wrote was not paused: {events:?}");
+            assert_eq!(
+                w[1],
+                Flow::Pause,
+                "a resume_writing that wrote was not paused: {events:?}"
+            );
         }
     }
-    assert!(!shared.pause_not_flagged.get(), "is_writing_paused() false in pause_writing");
+    assert!(
+        !shared.pause_not_flagged.get(),
+        "is_writing_paused() false in pause_writing"
+    );
 }
 
 /// The reviewer's case: 100 MB to send, written in `connection_made` and
@@ -247,7 +274,11 @@ fn a_write_outside_callbacks_pauses_before_it_returns() {
         assert!(i < 1024, "64 MiB taken by the socket");
     }
     assert!(t.write_buffer_size() > HIGH);
-    assert_eq!(srv.lifecycle(), vec![Ev::Made, Ev::Pause], "paused by the write itself");
+    assert_eq!(
+        srv.lifecycle(),
+        vec![Ev::Made, Ev::Pause],
+        "paused by the write itself"
+    );
     let mut got = Vec::new();
     run_until(&lp, "resumed", || {
         drain_into(&peer, &mut got).unwrap();

@@ -11,9 +11,9 @@
 //! and `_sock` are `None`) and `test_events.py` (many connections served, then the
 //! server closed).
 
-mod util;
 #[path = "util/net.rs"]
 mod net_util;
+mod util;
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
@@ -202,7 +202,11 @@ fn each_end_of_a_connection_drops_its_protocol_once() {
 
     assert_eq!(server.active_connections(), 0);
     drop(server); // the last handle: the server closes, the factory goes
-    assert_eq!(factory.dropped(), 1, "the factory outlived its last Server handle");
+    assert_eq!(
+        factory.dropped(),
+        1,
+        "the factory outlived its last Server handle"
+    );
     lp.close().unwrap();
     assert_eq!((protocols.made(), protocols.dropped()), (3, 3));
 }
@@ -224,7 +228,11 @@ fn a_client_protocol_is_dropped_after_connection_lost() {
     t.close();
     drop(t);
     run_until(&lp, "lost", || seen.lost.get() == 1);
-    assert_eq!(drops.dropped(), 1, "the client protocol outlived its connection");
+    assert_eq!(
+        drops.dropped(),
+        1,
+        "the client protocol outlived its connection"
+    );
     assert_eq!(read_all_blocking(&peer), b"");
 }
 
@@ -237,7 +245,9 @@ fn closing_the_loop_drops_open_protocols_and_the_factory() {
     let (seen, protocols, factory) = (Seen::default(), Drops::new(), Drops::new());
     let (server, addr) = tcp_server(
         &lp,
-        counted_factory(&seen, &protocols, &factory, |k| k.greeting = 4 * 1024 * 1024),
+        counted_factory(&seen, &protocols, &factory, |k| {
+            k.greeting = 4 * 1024 * 1024
+        }),
     );
     let clients: Vec<_> = (0..5).map(|_| small_window_client(addr)).collect();
     run_until(&lp, "all made", || seen.made.get() == 5);
@@ -245,7 +255,10 @@ fn closing_the_loop_drops_open_protocols_and_the_factory() {
     assert_eq!(seen.lost.get(), 5, "one connection_lost each");
     assert_eq!(protocols.dropped(), 5, "protocols kept alive after close()");
     assert_eq!(factory.dropped(), 1, "the factory outlived the closed loop");
-    assert!(!server.is_serving(), "a closed loop's server serves nothing");
+    assert!(
+        !server.is_serving(),
+        "a closed loop's server serves nothing"
+    );
     assert_eq!(server.active_connections(), 0);
     for c in &clients {
         assert_closed_by_peer(c);
@@ -281,7 +294,11 @@ fn dropping_the_loop_without_close_drops_everything_once() {
     assert_eq!(seen.lost.get(), 3, "one connection_lost each");
     assert_eq!(protocols.dropped(), 3, "protocols leaked with the loop");
     assert_eq!(dg_seen.lost.get(), 1);
-    assert_eq!(dg_drops.dropped(), 1, "the datagram protocol leaked with the loop");
+    assert_eq!(
+        dg_drops.dropped(),
+        1,
+        "the datagram protocol leaked with the loop"
+    );
     for c in &clients {
         assert_eq!(read_all_blocking(c), b"", "the socket was not closed");
     }
@@ -412,8 +429,16 @@ fn panicking_protocols_are_dropped_once() {
         let c = std_client(addr);
         (&c).write_all(b"x").unwrap();
         run_until(&lp, "lost", || lost.get() == i);
-        assert_eq!(drops.dropped(), i, "connection #{i}: the protocol outlived it");
-        assert_eq!(read_all_blocking(&c), b"", "connection #{i}: socket not closed");
+        assert_eq!(
+            drops.dropped(),
+            i,
+            "connection #{i}: the protocol outlived it"
+        );
+        assert_eq!(
+            read_all_blocking(&c),
+            b"",
+            "connection #{i}: socket not closed"
+        );
     }
     let panics = panics.borrow();
     let count = |what: &str| panics.iter().filter(|p| p.contains(what)).count();
@@ -468,7 +493,11 @@ fn a_datagram_protocol_is_dropped_after_connection_lost() {
         let (seen, drops) = (DgSeen::default(), Drops::new());
         let (t, p) = block_on(
             &lp,
-            lp.create_datagram_endpoint(Some("127.0.0.1:0"), None::<&str>, DgKeeper::new(&seen, &drops)),
+            lp.create_datagram_endpoint(
+                Some("127.0.0.1:0"),
+                None::<&str>,
+                DgKeeper::new(&seen, &drops),
+            ),
         )
         .unwrap()
         .unwrap();
@@ -486,6 +515,10 @@ fn a_datagram_protocol_is_dropped_after_connection_lost() {
             run_until(&lp, "lost", || seen.lost.get() == 1);
         }
         assert_eq!(seen.lost.get(), 1, "{end}");
-        assert_eq!(drops.dropped(), 1, "{end}: the datagram protocol outlived its endpoint");
+        assert_eq!(
+            drops.dropped(),
+            1,
+            "{end}: the datagram protocol outlived its endpoint"
+        );
     }
 }

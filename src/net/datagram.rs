@@ -79,15 +79,19 @@ impl DgramInner {
         f: impl FnOnce(&mut dyn DatagramProtocol) -> R,
     ) -> Option<R> {
         let protocol = self.protocol.borrow().clone()?;
-        guarded(&self.lp, format_args!("a datagram protocol's {what}"), || {
-            let Ok(mut p) = protocol.try_borrow_mut() else {
-                panic!(
-                    "the datagram protocol is already borrowed while its transport calls \
+        guarded(
+            &self.lp,
+            format_args!("a datagram protocol's {what}"),
+            || {
+                let Ok(mut p) = protocol.try_borrow_mut() else {
+                    panic!(
+                        "the datagram protocol is already borrowed while its transport calls \
                      {what}: do not hold a borrow of it across an await or into the loop"
-                );
-            };
-            f(&mut *p)
-        })
+                    );
+                };
+                f(&mut *p)
+            },
+        )
     }
 
     fn report(&self, e: io::Error) {
@@ -150,7 +154,9 @@ impl DgramInner {
                 Ok((n, addr)) => {
                     // A panic is reported; the datagrams still queued are read on
                     // (no new edge would announce them).
-                    self.call("datagram_received", |p| p.datagram_received(&buf[..n], addr));
+                    self.call("datagram_received", |p| {
+                        p.datagram_received(&buf[..n], addr)
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -241,7 +241,11 @@ impl ServerInner {
         };
         let protocol = guarded(&self.lp, "a server's protocol factory", &mut factory);
         if self.closed.get() {
-            drop_guarded(&self.lp, "a server's protocol factory's destructor", factory);
+            drop_guarded(
+                &self.lp,
+                "a server's protocol factory's destructor",
+                factory,
+            );
         } else {
             *self.factory.borrow_mut() = Some(factory);
         }
