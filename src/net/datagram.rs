@@ -240,6 +240,15 @@ impl NetSource for DgramInner {
     }
 }
 
+impl Drop for DgramInner {
+    fn drop(&mut self) {
+        // Never started (registering failed): the protocol goes with it.
+        if let Some(p) = self.protocol.get_mut().take() {
+            drop_guarded(&self.lp, "a datagram protocol's destructor", p);
+        }
+    }
+}
+
 impl DatagramTransport {
     /// Sends `data` to `addr`, or to the connected peer when `addr` is `None`.
     /// Errors are reported to the protocol's `error_received`. Ignored after `close`.

@@ -344,6 +344,9 @@ impl Drop for ServerInner {
         {
             file.remove();
         }
+        if let Some(f) = self.factory.get_mut().take() {
+            drop_guarded(&self.lp, "a server's protocol factory's destructor", f);
+        }
     }
 }
 
@@ -363,7 +366,9 @@ impl Server {
     }
 
     /// Stops listening (the listening sockets are closed; a Unix server's socket file
-    /// is removed). Connections already accepted stay open. Closing twice is fine.
+    /// is removed) and drops the protocol factory. Connections already accepted stay
+    /// open. Closing twice is fine. A server also closes when its loop closes or is
+    /// dropped: a closed loop serves nothing.
     pub fn close(&self) {
         let lp = self.inner.lp.upgrade();
         self.inner.shut(lp.as_ref());

@@ -581,6 +581,10 @@ impl Drop for TransportInner {
         {
             log::warn!("evloop: a transport was dropped without being closed");
         }
+        // Never started (registering failed): the protocol goes with it.
+        if let Some(p) = self.protocol.get_mut().take() {
+            drop_guarded(&self.lp, "a protocol's destructor", p);
+        }
     }
 }
 
@@ -588,6 +592,11 @@ impl Transport {
     /// Writes `data`: at once what the socket takes, the rest buffered and sent when
     /// the socket is writable. Ignored (logged once) after `close`, `abort` or
     /// `write_eof`.
+    ///
+    /// If this takes the buffer over the high-water mark, the protocol hears
+    /// `pause_writing` before this returns, or, when called from inside one of the
+    /// protocol's callbacks, right after that callback returns; either way
+    /// [`is_writing_paused`](Transport::is_writing_paused) is true at once.
     pub fn write(&self, data: &[u8]) {
         self.inner.write(data);
     }
