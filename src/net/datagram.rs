@@ -71,8 +71,9 @@ impl DgramInner {
 
     /// Calls the protocol's method `what`, the one way the endpoint calls its
     /// protocol: a panic is reported (the endpoint stays open). `None` if the
-    /// protocol panicked, is gone (`connection_lost` ran) or is busy (a callback of
-    /// it is running: see `report`).
+    /// protocol panicked or is gone (`connection_lost` ran). Never re-entrant: a
+    /// call made while the protocol is borrowed is a reported panic, so `report`
+    /// defers instead.
     fn call<R>(
         &self,
         what: &'static str,
