@@ -459,3 +459,144 @@ fn a_panic_in_data_received_does_not_stall_the_connection() {
     );
     assert_eq!(panics.get(), 1);
 }
+
+/// A protocol that panics in one chosen method, counting its `connection_lost`s.
+struct PanicIn {
+    method: &'static str,
+    t: Option<evloop::net::Transport>,
+    lost: std::rc::Rc<std::cell::RefCell<Vec<Option<String>>>>,
+}
+
+impl PanicIn {
+    fn maybe_panic(&self, method: &str) {
+        if self.method == method {
+            panic!("boom in {method}");
+        }
+    }
+}
+
+impl evloop::net::Protocol for PanicIn {
+    fn connection_made(&mut self, t: &evloop::net::Transport) {
+        self.t = Some(t.clone());
+        if self.method.ends_with("_writing") {
+            // Over the mark, to a peer that does not read yet.
+            let chunk = vec![b'w'; 64 * 1024];
+            for _ in 0..1024 {
+                if t.is_writing_paused() {
+                    break;
+                }
+                t.write(&chunk);
+            }
+        }
+        self.maybe_panic("connection_made");
+    }
+    fn data_received(&mut self, _: &[u8]) {
+        self.maybe_panic("data_received");
+    }
+    fn eof_received(&mut self) -> bool {
+        self.maybe_panic("eof_received");
+        false
+    }
+    fn pause_writing(&mut self) {
+        self.maybe_panic("pause_writing");
+    }
+    fn resume_writing(&mut self) {
+        self.maybe_panic("resume_writing");
+    }
+    fn connection_lost(&mut self, e: Option<std::io::Error>) {
+        self.lost.borrow_mut().push(e.map(|e| e.to_string()));
+        self.maybe_panic("connection_lost");
+    }
+}
+
+/// A panic in any protocol method — `eof_received` included, which used to leave
+/// the connection open for ever (no `connection_lost`, `active_connections` stuck at
+/// 1, the fd leaked) — is reported to the exception handler once and closes that
+/// connection: `connection_lost` runs exactly once (with an error naming the method,
+/// unless it is the one that panicked), the server's count goes back to zero and the
+/// peer sees the socket closed. asyncio's `test_read_eof_received_error` and
+/// `test_data_received_error` (`_fatal_error`), on real sockets.
+fn a_panic_in(method: &'static str) {
+    let lp = new_loop();
+    let reports = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let r2 = reports.clone();
+    lp.set_exception_handler(move |_, ctx| r2.borrow_mut().push(ctx.to_string()));
+    let lost = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let l2 = lost.clone();
+    let (server, addr) = tcp_server(&lp, move || PanicIn {
+        method,
+        t: None,
+        lost: l2.clone(),
+    });
+    let peer = small_window_client(addr);
+    run_until(&lp, "accepted", || server.active_connections() == 1);
+    match method {
+        "data_received" => (&peer).write_all(b"data").unwrap(),
+        "eof_received" | "connection_lost" => peer.shutdown(Shutdown::Write).unwrap(),
+        _ => {}
+    }
+    // resume_writing comes once the peer reads; every other trigger is sent.
+    let mut got = Vec::new();
+    let mut closed = false;
+    run_until(&lp, &format!("{method}: connection_lost"), || {
+        if (method == "resume_writing" || !lost.borrow().is_empty()) && !closed {
+            // EOF, or a reset: closed either way.
+            closed = drain_into(&peer, &mut got).unwrap_or(true);
+        }
+        closed && !lost.borrow().is_empty()
+    });
+    run_for(&lp, Duration::from_millis(30));
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{method}: one report: {reports:#?}");
+    assert!(
+        reports[0].contains(&format!("boom in {method}")) && reports[0].contains(method),
+        "{method}: the report says what panicked: {}",
+        reports[0]
+    );
+    let lost = lost.borrow();
+    assert_eq!(lost.len(), 1, "{method}: connection_lost once: {lost:?}");
+    if method != "connection_lost" {
+        let err = lost[0].as_deref().unwrap_or_default();
+        assert!(
+            err.contains(method),
+            "{method}: connection_lost's error names the method: {err:?}"
+        );
+    }
+    assert_eq!(
+        server.active_connections(),
+        0,
+        "{method}: still counted as active"
+    );
+    drop(reports);
+    lp.close().unwrap();
+}
+
+#[test]
+fn a_panic_in_eof_received_closes_the_connection() {
+    a_panic_in("eof_received");
+}
+
+#[test]
+fn a_panic_in_connection_made_closes_the_connection() {
+    a_panic_in("connection_made");
+}
+
+#[test]
+fn a_panic_in_data_received_closes_the_connection() {
+    a_panic_in("data_received");
+}
+
+#[test]
+fn a_panic_in_pause_writing_closes_the_connection() {
+    a_panic_in("pause_writing");
+}
+
+#[test]
+fn a_panic_in_resume_writing_closes_the_connection() {
+    a_panic_in("resume_writing");
+}
+
+#[test]
+fn a_panic_in_connection_lost_still_closes_the_socket() {
+    a_panic_in("connection_lost");
+}

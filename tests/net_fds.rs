@@ -454,6 +454,30 @@ fn no_fd_leaks() {
         },
     );
 
+    // Dropped without close(): nothing owns the loop any more, so nothing may keep
+    // its sockets (or its epoll fd) open either.
+    leaks.case(
+        "loop dropped without close() with a server, a connection and an endpoint",
+        |_| {
+            let lp = new_loop();
+            let probes = Probes::echo();
+            let (server, addr) = tcp_server(&lp, probes.factory());
+            let c = small_window_client(addr);
+            let p = accepted(&lp, &probes, 1);
+            buffer_up(&p.transport(), MIB);
+            let probe = DgProbe::echo();
+            let (t, _) = block_on(
+                &lp,
+                lp.create_datagram_endpoint(Some("127.0.0.1:0"), None::<&str>, probe.protocol()),
+            )
+            .unwrap()
+            .unwrap();
+            drop((t, probe, p, probes, c));
+            drop(lp);
+            drop(server);
+        },
+    );
+
     // Sanity: the counter sees a socket.
     let before = open_fds();
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

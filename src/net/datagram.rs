@@ -10,6 +10,8 @@ use std::rc::{Rc, Weak};
 use mio::Interest;
 
 use super::addr::{ToSocketAddrs, resolve};
+use super::guard::{drop_guarded, guarded};
+use super::registration::{NetSource, Registration};
 use super::{DatagramProtocol, READ_BUDGET};
 use crate::Loop;
 use crate::event_loop::WeakLoop;
@@ -23,6 +25,13 @@ const MAX_DATAGRAM: usize = 65_536;
 ///
 /// `sendto` sends at once, or queues the datagram if the socket's buffer is full and
 /// sends it when the socket is writable. `Clone`: all clones are the same endpoint.
+///
+/// `connection_lost` comes exactly once (after `close`, `abort`, or when the loop
+/// closes or is dropped); then the socket is closed and the transport lets go of its
+/// protocol and its queue, so a protocol that keeps a clone of its transport is
+/// dropped then. A panic in a protocol method is caught and reported to the loop's
+/// exception handler; unlike a stream connection's, the endpoint stays open (as
+/// asyncio's, where datagrams are independent of each other).
 #[derive(Clone)]
 pub struct DatagramTransport {
     inner: Rc<DgramInner>,
@@ -32,8 +41,11 @@ struct DgramInner {
     me: Weak<DgramInner>,
     lp: WeakLoop,
     sock: RefCell<Option<mio::net::UdpSocket>>,
+    /// `Some` while registered with the loop (the loop's entry holds this endpoint).
     id: Cell<Option<SourceId>>,
-    protocol: Rc<RefCell<dyn DatagramProtocol>>,
+    /// `Some` until `connection_lost` has run: then the endpoint lets go, which
+    /// breaks the cycle protocol → transport → protocol.
+    protocol: RefCell<Option<Rc<RefCell<dyn DatagramProtocol>>>>,
     /// The connected peer, if any (`sendto` without an address goes there).
     peer: Option<SocketAddr>,
     queue: RefCell<VecDeque<(Vec<u8>, Option<SocketAddr>)>>,
@@ -57,15 +69,51 @@ impl DgramInner {
         }
     }
 
+    /// Calls the protocol's method `what`, the one way the endpoint calls its
+    /// protocol: a panic is reported (the endpoint stays open). `None` if the
+    /// protocol panicked or is gone (`connection_lost` ran). Never re-entrant: a
+    /// call made while the protocol is borrowed is a reported panic, so `report`
+    /// defers instead.
+    fn call<R>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&mut dyn DatagramProtocol) -> R,
+    ) -> Option<R> {
+        let protocol = self.protocol.borrow().clone()?;
+        guarded(
+            &self.lp,
+            format_args!("a datagram protocol's {what}"),
+            || {
+                let Ok(mut p) = protocol.try_borrow_mut() else {
+                    panic!(
+                        "the datagram protocol is already borrowed while its transport calls \
+                     {what}: do not hold a borrow of it across an await or into the loop"
+                    );
+                };
+                f(&mut *p)
+            },
+        )
+    }
+
     fn report(&self, e: io::Error) {
-        if let Ok(mut p) = self.protocol.try_borrow_mut() {
-            p.error_received(e);
+        let busy = match &*self.protocol.borrow() {
+            Some(p) => p.try_borrow_mut().is_err(),
+            None => return,
+        };
+        if !busy {
+            self.call("error_received", |p| p.error_received(e));
             return;
         }
         // Inside one of the protocol's own callbacks: tell it from the next iteration.
-        let protocol = self.protocol.clone();
-        if let Some(lp) = self.lp.upgrade().filter(|lp| !lp.is_closed()) {
-            lp.call_soon(move |_| protocol.borrow_mut().error_received(e));
+        if let (Some(lp), Some(me)) = (
+            self.lp.upgrade().filter(|lp| !lp.is_closed()),
+            self.me.upgrade(),
+        ) {
+            lp.call_soon(move |_| {
+                if !me.finished.get() {
+                    me.call("error_received", |p| p.error_received(e));
+                }
+            });
         }
     }
 
@@ -105,23 +153,11 @@ impl DgramInner {
             };
             match r {
                 Ok((n, addr)) => {
-                    // If the protocol panics, the datagrams still queued would wait
-                    // for an event that never comes: read on from the next iteration.
-                    struct GoOnAfterPanic<'a>(&'a DgramInner, &'a Loop);
-                    impl Drop for GoOnAfterPanic<'_> {
-                        fn drop(&mut self) {
-                            if std::thread::panicking()
-                                && let Some(me) = self.0.me.upgrade()
-                            {
-                                self.1.call_soon(move |lp| me.receive(lp));
-                            }
-                        }
-                    }
-                    let guard = GoOnAfterPanic(self, lp);
-                    self.protocol
-                        .borrow_mut()
-                        .datagram_received(&buf[..n], addr);
-                    std::mem::forget(guard);
+                    // A panic is reported; the datagrams still queued are read on
+                    // (no new edge would announce them).
+                    self.call("datagram_received", |p| {
+                        p.datagram_received(&buf[..n], addr)
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -139,31 +175,36 @@ impl DgramInner {
         }
         let Some(me) = self.me.upgrade() else { return };
         if lp.is_closed() {
-            me.finish(lp);
+            me.finish(Some(lp));
         } else {
-            lp.call_soon(move |lp| me.finish(lp));
+            lp.call_soon(move |lp| me.finish(Some(lp)));
         }
     }
 
-    /// Calls `connection_lost` (once) and closes the socket.
-    fn finish(&self, lp: &Loop) {
+    /// Calls `connection_lost` (once), then closes the socket (even if the protocol
+    /// panicked) and lets go of the protocol and the queue. `lp` is `None` when the
+    /// loop is gone (dropped without `close()`).
+    fn finish(&self, lp: Option<&Loop>) {
         if self.finished.replace(true) {
             return;
         }
-        let me = self;
-        {
-            // Close the socket even if connection_lost panics.
-            struct Release<'a>(&'a DgramInner, &'a Loop);
-            impl Drop for Release<'_> {
-                fn drop(&mut self) {
-                    let sock = self.0.sock.borrow_mut().take();
-                    if let (Some(mut sock), Some(id)) = (sock, self.0.id.take()) {
-                        self.1.deregister_source(&mut sock, id);
-                    }
-                }
+        self.closing.set(true);
+        self.call("connection_lost", |p| p.connection_lost(None));
+        let sock = self.sock.borrow_mut().take();
+        let id = self.id.take();
+        if let Some(mut sock) = sock {
+            if let (Some(lp), Some(id)) = (lp, id) {
+                lp.deregister_source(&mut sock, id);
             }
-            let _release = Release(me, lp);
-            me.protocol.borrow_mut().connection_lost(None);
+            drop(sock);
+        }
+        let queue = std::mem::take(&mut *self.queue.borrow_mut());
+        drop(queue);
+        let rbuf = std::mem::take(&mut *self.rbuf.borrow_mut());
+        drop(rbuf);
+        let protocol = self.protocol.borrow_mut().take();
+        if let Some(p) = protocol {
+            drop_guarded(&self.lp, "a datagram protocol's destructor", p);
         }
     }
 }
@@ -174,15 +215,37 @@ impl SourceHandler for DgramInner {
         self.queue.borrow_mut().clear();
         // Inline: a `finish` scheduled earlier was dropped with the loop's queue.
         self.lost.set(true);
-        self.finish(lp);
+        self.finish(Some(lp));
     }
 
     fn ready(&self, lp: &Loop, readiness: Readiness) {
+        if self.finished.get() {
+            return;
+        }
         if readiness.is_writable() && !self.queue.borrow().is_empty() {
             self.flush(lp);
         }
         if readiness.is_readable() {
             self.receive(lp);
+        }
+    }
+}
+
+impl NetSource for DgramInner {
+    fn forgotten(&self) {
+        // Registered (`id`) and not over: the loop was dropped without `close()`.
+        if !self.finished.get() && self.id.get().is_some() {
+            self.lost.set(true);
+            self.finish(None);
+        }
+    }
+}
+
+impl Drop for DgramInner {
+    fn drop(&mut self) {
+        // Never started (registering failed): the protocol goes with it.
+        if let Some(p) = self.protocol.get_mut().take() {
+            drop_guarded(&self.lp, "a datagram protocol's destructor", p);
         }
     }
 }
@@ -343,7 +406,7 @@ impl Loop {
                 lp: lp.downgrade(),
                 sock: RefCell::new(Some(sock)),
                 id: Cell::new(None),
-                protocol: protocol.clone(),
+                protocol: RefCell::new(Some(protocol.clone())),
                 peer: remote,
                 queue: RefCell::new(VecDeque::new()),
                 rbuf: RefCell::new(Vec::new()),
@@ -356,12 +419,14 @@ impl Loop {
                 lp.register_source(
                     s.as_mut().expect("just stored"),
                     Interest::READABLE | Interest::WRITABLE,
-                    inner.clone(),
+                    Registration::handler(&inner),
                 )?
             };
             inner.id.set(Some(id));
             let transport = DatagramTransport { inner };
-            protocol.borrow_mut().connection_made(&transport);
+            transport
+                .inner
+                .call("connection_made", |p| p.connection_made(&transport));
             Ok((transport, protocol))
         })
     }

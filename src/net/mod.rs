@@ -62,9 +62,11 @@ macro_rules! impl_futures_io {
 mod addr;
 mod connect;
 mod datagram;
+mod guard;
 mod poll_io;
 mod protocol;
 mod ready;
+mod registration;
 mod server;
 mod stream_sock;
 mod tcp;

@@ -10,7 +10,15 @@ use super::{DatagramTransport, Transport};
 /// The loop calls these on its thread, one at a time; `connection_made` first, then
 /// any number of `data_received`, at most one `eof_received`, and exactly one
 /// `connection_lost` last. Transport methods called from inside a callback never call
-/// back into the protocol inline (`connection_lost` comes through `call_soon`).
+/// back into the protocol inline: `connection_lost` comes through `call_soon`, and
+/// `pause_writing` / `resume_writing` caused by a write inside a callback come right
+/// after that callback returns (a write from anywhere else calls them before it
+/// returns; see [`Transport`]'s flow control).
+///
+/// After `connection_lost` the transport lets go of the protocol: a protocol that
+/// keeps a clone of its transport (below) is dropped then, unless something else
+/// holds it. A panic in any of these methods is reported to the loop's exception
+/// handler and closes the connection; `connection_lost` still comes, once.
 ///
 /// ```
 /// use evloop::net::{Protocol, Transport};
@@ -43,13 +51,20 @@ pub trait Protocol {
     }
 
     /// The transport's write buffer went over its high-water mark: stop writing.
+    /// Called by the `write` that crossed the mark, or right after the callback that
+    /// made that write returns; [`Transport::is_writing_paused`] is true from the
+    /// write on.
     fn pause_writing(&mut self) {}
 
-    /// The write buffer drained below its low-water mark: writing may resume.
+    /// The write buffer drained to its low-water mark: writing may resume.
     fn resume_writing(&mut self) {}
 }
 
 /// The callbacks of a datagram (UDP) endpoint: asyncio's `DatagramProtocol`.
+///
+/// After `connection_lost` the transport lets go of the protocol. A panic in any of
+/// these methods is reported to the loop's exception handler; the endpoint stays open
+/// (one bad datagram does not end the others, as in asyncio).
 pub trait DatagramProtocol {
     /// The endpoint is ready; keep a clone of `transport` to send with it.
     fn connection_made(&mut self, transport: &DatagramTransport) {

@@ -14,6 +14,8 @@ use std::time::Duration;
 use mio::Interest;
 
 use super::addr::{ToSocketAddrs, resolve};
+use super::guard::{drop_guarded, guarded};
+use super::registration::{NetSource, Registration};
 use super::stream_sock::StreamSock;
 use super::transport::TransportInner;
 use super::{Protocol, READ_BUDGET};
@@ -78,7 +80,13 @@ type Factory = Box<dyn FnMut() -> Rc<RefCell<dyn Protocol>>>;
 /// closed and its last connection is gone. `Clone`: all clones are the same server.
 ///
 /// A server survives running out of fds (`EMFILE`/`ENFILE`): it logs, stops
-/// accepting for a second while existing connections are served, then resumes.
+/// accepting for a second while existing connections are served, then resumes. A
+/// factory that panics is reported to the loop's exception handler and that one
+/// connection is dropped; the server goes on accepting.
+///
+/// The factory is dropped (once) when the server is closed, by [`close`](Server::close),
+/// by the loop closing or being dropped, or with the last `Server` handle; so a
+/// factory may keep a clone of its own `Server` without keeping it alive for ever.
 #[derive(Clone)]
 pub struct Server {
     inner: Rc<ServerInner>,
@@ -87,7 +95,9 @@ pub struct Server {
 struct ServerInner {
     lp: WeakLoop,
     acceptors: RefCell<Vec<Rc<Acceptor>>>,
-    factory: RefCell<Factory>,
+    /// `None` once the server is closed (or while the factory runs): the factory is
+    /// let go when nothing can use it any more.
+    factory: RefCell<Option<Factory>>,
     /// Connections accepted and not yet lost.
     active: Cell<usize>,
     closed: Cell<bool>,
@@ -129,24 +139,7 @@ impl Acceptor {
                 None => return,
             };
             match accepted {
-                Ok(sock) => {
-                    // A panicking protocol factory must not strand the connections
-                    // still in the backlog (no new edge would announce them).
-                    struct GoOnAfterPanic<'a>(&'a Acceptor, &'a Loop);
-                    impl Drop for GoOnAfterPanic<'_> {
-                        fn drop(&mut self) {
-                            if std::thread::panicking()
-                                && let Some(me) = self.0.me.upgrade()
-                                && !self.1.is_closed()
-                            {
-                                self.1.call_soon(move |lp| me.accept_some(lp));
-                            }
-                        }
-                    }
-                    let guard = GoOnAfterPanic(self, lp);
-                    server.serve(lp, sock);
-                    std::mem::forget(guard);
-                }
+                Ok(sock) => server.serve(lp, sock),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_transient(&e) => {}
                 Err(e) if is_resource_error(&e) => {
@@ -218,11 +211,47 @@ impl SourceHandler for Acceptor {
             self.accept_some(lp);
         }
     }
+
+    /// A closed loop serves nothing more: the server closes (its factory is let go).
+    fn loop_closed(&self, lp: &Loop) {
+        if let Some(server) = self.server.upgrade() {
+            server.shut(Some(lp));
+        }
+    }
+}
+
+impl NetSource for Acceptor {
+    fn forgotten(&self) {
+        // Still registered (`stop` clears `id` first): the loop was dropped without
+        // `close()`.
+        if self.id.get().is_some()
+            && let Some(server) = self.server.upgrade()
+        {
+            server.shut(None);
+        }
+    }
 }
 
 impl ServerInner {
     fn serve(self: &Rc<Self>, lp: &Loop, sock: StreamSock) {
-        let protocol = (self.factory.borrow_mut())();
+        // Out of the cell while it runs: it may close the server (and so drop itself
+        // once it has returned).
+        let Some(mut factory) = self.factory.borrow_mut().take() else {
+            return; // closed: the connection is dropped
+        };
+        let protocol = guarded(&self.lp, "a server's protocol factory", &mut factory);
+        if self.closed.get() {
+            drop_guarded(
+                &self.lp,
+                "a server's protocol factory's destructor",
+                factory,
+            );
+        } else {
+            *self.factory.borrow_mut() = Some(factory);
+        }
+        let Some(protocol) = protocol else {
+            return; // it panicked (reported): the connection is dropped
+        };
         self.active.set(self.active.get() + 1);
         let server = Rc::downgrade(self);
         let on_lost = Box::new(move || {
@@ -260,19 +289,43 @@ impl ServerInner {
             });
             let id = {
                 let mut s = acceptor.sock.borrow_mut();
+                let handler = Registration::handler(&acceptor);
                 match s.as_mut().expect("just stored") {
-                    ListenSock::Tcp(l) => {
-                        lp.register_source(l, Interest::READABLE, acceptor.clone())?
-                    }
-                    ListenSock::Unix(l) => {
-                        lp.register_source(l, Interest::READABLE, acceptor.clone())?
-                    }
+                    ListenSock::Tcp(l) => lp.register_source(l, Interest::READABLE, handler)?,
+                    ListenSock::Unix(l) => lp.register_source(l, Interest::READABLE, handler)?,
                 }
             };
             acceptor.id.set(Some(id));
             self.acceptors.borrow_mut().push(acceptor);
         }
         Ok(())
+    }
+
+    /// Closes the server: stops listening (with `lp` to deregister from, if the loop
+    /// is still there), removes a Unix server's socket file, lets go of the factory.
+    fn shut(&self, lp: Option<&Loop>) {
+        if self.closed.replace(true) {
+            return;
+        }
+        let acceptors = std::mem::take(&mut *self.acceptors.borrow_mut());
+        for a in &acceptors {
+            match lp {
+                Some(lp) => a.stop(lp),
+                None => {
+                    a.id.take();
+                    drop(a.sock.borrow_mut().take());
+                }
+            }
+        }
+        drop(acceptors);
+        if let Some(file) = &self.unix_path {
+            file.remove();
+        }
+        let factory = self.factory.borrow_mut().take();
+        if let Some(f) = factory {
+            drop_guarded(&self.lp, "a server's protocol factory's destructor", f);
+        }
+        self.wake_if_done();
     }
 }
 
@@ -291,6 +344,9 @@ impl Drop for ServerInner {
         {
             file.remove();
         }
+        if let Some(f) = self.factory.get_mut().take() {
+            drop_guarded(&self.lp, "a server's protocol factory's destructor", f);
+        }
     }
 }
 
@@ -300,7 +356,7 @@ impl Server {
             inner: Rc::new(ServerInner {
                 lp: lp.downgrade(),
                 acceptors: RefCell::new(Vec::new()),
-                factory: RefCell::new(factory),
+                factory: RefCell::new(Some(factory)),
                 active: Cell::new(0),
                 closed: Cell::new(false),
                 waiters: RefCell::new(Vec::new()),
@@ -310,22 +366,12 @@ impl Server {
     }
 
     /// Stops listening (the listening sockets are closed; a Unix server's socket file
-    /// is removed). Connections already accepted stay open. Closing twice is fine.
+    /// is removed) and drops the protocol factory. Connections already accepted stay
+    /// open. Closing twice is fine. A server also closes when its loop closes or is
+    /// dropped: a closed loop serves nothing.
     pub fn close(&self) {
-        let inner = &self.inner;
-        if inner.closed.replace(true) {
-            return;
-        }
-        let acceptors = std::mem::take(&mut *inner.acceptors.borrow_mut());
-        if let Some(lp) = inner.lp.upgrade() {
-            for a in &acceptors {
-                a.stop(&lp);
-            }
-        }
-        if let Some(file) = &inner.unix_path {
-            file.remove();
-        }
-        inner.wake_if_done();
+        let lp = self.inner.lp.upgrade();
+        self.inner.shut(lp.as_ref());
     }
 
     /// Whether the server is still listening.

@@ -9,6 +9,8 @@ use std::rc::{Rc, Weak};
 
 use mio::Interest;
 
+use super::guard::{drop_guarded, guarded};
+use super::registration::{NetSource, Registration};
 use super::stream_sock::StreamSock;
 use super::{Protocol, READ_BUDGET, READ_SIZE};
 use crate::Loop;
@@ -28,14 +30,58 @@ thread_local! {
 /// `Transport`.
 ///
 /// `Clone`: all clones are the same connection. `write` sends at once what the socket
-/// takes and buffers the rest, drained whenever the socket is writable; the protocol
-/// hears `pause_writing` when the buffer goes over its high-water mark (64 KiB by
-/// default) and `resume_writing` when it drains below the low-water mark (16 KiB).
+/// takes and buffers the rest, drained whenever the socket is writable.
 ///
-/// Every way a connection ends (`close`, `abort`, EOF, peer reset, broken pipe)
-/// leads to exactly one `connection_lost`, delivered through `call_soon`, after
-/// which the socket is closed. Writing to a closing transport is ignored (and logged
-/// once), never a panic.
+/// # Flow control
+/// Synchronous, as asyncio's: the `write` that takes the buffer over its high-water
+/// mark (64 KiB by default) calls the protocol's `pause_writing` before it returns,
+/// and the drain that takes it to the low-water mark (16 KiB) calls `resume_writing`.
+/// A `write` made inside one of the protocol's own callbacks cannot call back into
+/// it; the protocol is then told right after that callback returns, before any other
+/// callback runs, and [`is_writing_paused`](Transport::is_writing_paused) is already
+/// true inside it. So "write until paused" stops at the mark:
+///
+/// ```
+/// use evloop::net::{Protocol, Transport};
+/// /// Sends 1 MiB, never buffering much more than the high-water mark.
+/// struct Sender { t: Option<Transport>, left: usize }
+/// impl Sender {
+///     fn send_more(&mut self) {
+///         let t = self.t.as_ref().unwrap();
+///         while self.left > 0 && !t.is_writing_paused() {
+///             let n = self.left.min(16 * 1024);
+///             t.write(&vec![b'x'; n]);
+///             self.left -= n;
+///         }
+///     }
+/// }
+/// impl Protocol for Sender {
+///     fn connection_made(&mut self, t: &Transport) {
+///         self.t = Some(t.clone());
+///         self.send_more();
+///     }
+///     fn data_received(&mut self, _: &[u8]) {}
+///     fn resume_writing(&mut self) { self.send_more(); }
+/// }
+/// ```
+/// (If code outside the loop's callbacks holds a `RefMut` of the protocol while it
+/// writes, the protocol cannot be called then: it is told from the next iteration.)
+///
+/// # End of a connection
+/// Every way a connection ends (`close`, `abort`, EOF, peer reset, broken pipe, a
+/// panic in a protocol method, the loop closing or being dropped) leads to exactly
+/// one `connection_lost`, delivered through `call_soon` (inline while the loop
+/// closes), after which the socket is closed and the transport lets go of its
+/// protocol and its buffer (asyncio sets `_protocol = None`): a protocol that keeps a
+/// clone of its transport is dropped then, not kept alive by the pair. Writing to a
+/// closing transport is ignored (and logged once), never a panic.
+///
+/// # Panics in the protocol
+/// A panic in any protocol method is caught, reported to the loop's exception
+/// handler, and closes the connection at once (buffer dropped), as asyncio's
+/// `_fatal_error`: `connection_lost` follows with an error saying which method
+/// panicked. A panic inside `connection_lost` is reported too; the socket is closed
+/// all the same.
 #[derive(Clone)]
 pub struct Transport {
     inner: Rc<TransportInner>,
@@ -46,8 +92,15 @@ pub(crate) struct TransportInner {
     lp: WeakLoop,
     /// `None` once closed.
     sock: RefCell<Option<StreamSock>>,
+    /// `Some` while registered with the loop (the loop's entry holds this transport).
     id: Cell<Option<SourceId>>,
-    protocol: Rc<RefCell<dyn Protocol>>,
+    /// `Some` until the connection is over (`connection_lost` ran, or the transport
+    /// ended without it): then the transport lets go, which breaks the cycle
+    /// protocol → transport → protocol of a protocol that keeps its transport.
+    protocol: RefCell<Option<Rc<RefCell<dyn Protocol>>>>,
+    /// One of the protocol's methods is running: flow-control news waits for it to
+    /// return (see `call`).
+    in_callback: Cell<bool>,
     /// Bytes not yet written; `buf[start..]` is pending.
     buf: RefCell<Vec<u8>>,
     start: Cell<usize>,
@@ -67,9 +120,14 @@ pub(crate) struct TransportInner {
     /// it on `resume_reading`.
     read_pending: Cell<bool>,
     read_eof: Cell<bool>,
+    /// The buffer went over the high-water mark and has not drained to the
+    /// low-water mark since (`is_writing_paused`).
     protocol_paused: Cell<bool>,
-    /// What the protocol was last told (`pause_writing` / `resume_writing`).
+    /// What the protocol was last told (`pause_writing` / `resume_writing`). Differs
+    /// from `protocol_paused` only while the protocol cannot be told: inside one of
+    /// its callbacks, or while user code holds a borrow of it.
     told_paused: Cell<bool>,
+    /// A retry of `sync_flow` is scheduled (the protocol was borrowed elsewhere).
     flow_sync_scheduled: Cell<bool>,
     write_warned: Cell<bool>,
     /// Told when the connection is lost (a server counts its connections).
@@ -89,7 +147,8 @@ impl TransportInner {
             lp: lp.downgrade(),
             sock: RefCell::new(Some(sock)),
             id: Cell::new(None),
-            protocol,
+            protocol: RefCell::new(Some(protocol)),
+            in_callback: Cell::new(false),
             buf: RefCell::new(Vec::new()),
             start: Cell::new(0),
             high: Cell::new(DEFAULT_HIGH),
@@ -112,7 +171,8 @@ impl TransportInner {
         let id = {
             let mut sock = inner.sock.borrow_mut();
             let sock = sock.as_mut().expect("just stored");
-            lp.register_source(sock, Interest::READABLE | Interest::WRITABLE, inner.clone())?
+            let handler = Registration::handler(&inner);
+            lp.register_source(sock, Interest::READABLE | Interest::WRITABLE, handler)?
         };
         inner.id.set(Some(id));
         let transport = Transport {
@@ -122,7 +182,7 @@ impl TransportInner {
         lp.call_soon(move |_| {
             if !t.inner.lost.get() {
                 t.inner.made.set(true);
-                t.inner.protocol.borrow_mut().connection_made(&t);
+                t.inner.call("connection_made", |p| p.connection_made(&t));
             }
         });
         Ok(transport)
@@ -132,33 +192,78 @@ impl TransportInner {
         self.buf.borrow().len() - self.start.get()
     }
 
-    /// Tells the protocol the flow-control state it has not heard yet, in order: now
-    /// if it is free, else (once) from the next iteration.
-    fn sync_flow(&self) {
-        if self.flow_sync_scheduled.get() {
-            return; // the scheduled sync will see the latest state
+    /// Calls the protocol's method `what`: the one way the transport calls its
+    /// protocol. Then tells it the flow-control news that writes made inside the
+    /// call produced, before anything else runs (asyncio's synchronous flow control).
+    /// `None` if the connection is over or the method panicked.
+    fn call<R>(&self, what: &'static str, f: impl FnOnce(&mut dyn Protocol) -> R) -> Option<R> {
+        let r = self.invoke(what, f);
+        self.sync_flow();
+        r
+    }
+
+    /// Calls the protocol (never re-entrantly: `in_callback` is set meanwhile). A
+    /// panic is reported and closes the connection at once with an error naming the
+    /// method (there is nothing left to close after `connection_lost`).
+    fn invoke<R>(&self, what: &'static str, f: impl FnOnce(&mut dyn Protocol) -> R) -> Option<R> {
+        let protocol = self.protocol.borrow().clone()?;
+        let was = self.in_callback.replace(true);
+        let r = guarded(&self.lp, format_args!("a protocol's {what}"), || {
+            let Ok(mut p) = protocol.try_borrow_mut() else {
+                panic!(
+                    "the protocol is already borrowed while its transport calls {what}: \
+                     do not hold a borrow of it across an await or into the loop"
+                );
+            };
+            f(&mut *p)
+        });
+        self.in_callback.set(was);
+        if r.is_none() && what != "connection_lost" {
+            self.fail(io::Error::other(format!("the protocol's {what} panicked")));
         }
-        let Ok(mut p) = self.protocol.try_borrow_mut() else {
-            if let (Some(lp), Some(me)) = (
-                self.lp.upgrade().filter(|lp| !lp.is_closed()),
-                self.me.upgrade(),
-            ) {
-                self.flow_sync_scheduled.set(true);
-                lp.call_soon(move |_| {
-                    me.flow_sync_scheduled.set(false);
-                    me.sync_flow();
-                });
-            }
+        r
+    }
+
+    /// Tells the protocol the flow-control state it has not heard yet, in order. At
+    /// once, unless one of its callbacks is running (`call` tells it when that
+    /// returns) or code outside the loop's callbacks holds a borrow of it (then once,
+    /// from the next iteration).
+    fn sync_flow(&self) {
+        if self.in_callback.get() {
             return;
-        };
-        while self.told_paused.get() != self.protocol_paused.get() {
+        }
+        while self.told_paused.get() != self.protocol_paused.get() && !self.lost.get() {
+            let busy = match &*self.protocol.borrow() {
+                Some(p) => p.try_borrow_mut().is_err(),
+                None => return,
+            };
+            if busy {
+                self.retry_sync_flow();
+                return;
+            }
             let pause = !self.told_paused.get();
             self.told_paused.set(pause);
             if pause {
-                p.pause_writing();
+                self.invoke("pause_writing", |p| p.pause_writing());
             } else {
-                p.resume_writing();
+                self.invoke("resume_writing", |p| p.resume_writing());
             }
+        }
+    }
+
+    fn retry_sync_flow(&self) {
+        if self.flow_sync_scheduled.get() {
+            return; // the scheduled sync will see the latest state
+        }
+        if let (Some(lp), Some(me)) = (
+            self.lp.upgrade().filter(|lp| !lp.is_closed()),
+            self.me.upgrade(),
+        ) {
+            self.flow_sync_scheduled.set(true);
+            lp.call_soon(move |_| {
+                me.flow_sync_scheduled.set(false);
+                me.sync_flow();
+            });
         }
     }
 
@@ -196,23 +301,8 @@ impl TransportInner {
                     break;
                 }
                 Ok(n) => {
-                    // A panicking protocol is a fatal error, as an exception in
-                    // asyncio's data_received: close with an error, then let the panic
-                    // go on to the loop's exception handler.
-                    struct FatalOnPanic<'a>(&'a TransportInner, &'a Loop);
-                    impl Drop for FatalOnPanic<'_> {
-                        fn drop(&mut self) {
-                            if std::thread::panicking() {
-                                self.0.force_close(
-                                    self.1,
-                                    Some(io::Error::other("the protocol's data_received panicked")),
-                                );
-                            }
-                        }
-                    }
-                    let guard = FatalOnPanic(self, lp);
-                    self.protocol.borrow_mut().data_received(&buf[..n]);
-                    std::mem::forget(guard);
+                    // A panic closes the connection: the loop stops at `closing`.
+                    self.call("data_received", |p| p.data_received(&buf[..n]));
                     if n < buf.len() && !until_blocked {
                         break;
                     }
@@ -236,9 +326,18 @@ impl TransportInner {
 
     fn eof_received(&self, lp: &Loop) {
         self.read_eof.set(true);
-        let keep_open = self.protocol.borrow_mut().eof_received();
-        if !keep_open {
+        // `None`: it panicked, and the connection is closing already.
+        if self.call("eof_received", |p| p.eof_received()) == Some(false) {
             self.close(lp);
+        }
+    }
+
+    /// A protocol method panicked: the connection is over.
+    fn fail(&self, e: io::Error) {
+        match self.lp.upgrade() {
+            Some(lp) => self.force_close(&lp, Some(e)),
+            // No loop to schedule on: end it here.
+            None => self.end_without_loop(),
         }
     }
 
@@ -261,40 +360,58 @@ impl TransportInner {
         }
         let Some(me) = self.me.upgrade() else { return };
         if lp.is_closed() {
-            me.connection_lost(lp, err);
+            me.connection_lost(Some(lp), err);
         } else {
-            lp.call_soon(move |lp| me.connection_lost(lp, err));
+            lp.call_soon(move |lp| me.connection_lost(Some(lp), err));
         }
     }
 
-    fn connection_lost(&self, lp: &Loop, err: Option<io::Error>) {
+    /// Calls `connection_lost` (once, if `connection_made` ran), then releases
+    /// everything: as asyncio's `try: protocol.connection_lost() finally:
+    /// sock.close()`, the socket is closed (and a server told) even if the protocol
+    /// panics. `lp` is `None` when the loop is gone (dropped without `close()`).
+    fn connection_lost(&self, lp: Option<&Loop>, err: Option<io::Error>) {
         if self.lost.replace(true) {
             return;
         }
-        // As asyncio's `try: protocol.connection_lost() finally: sock.close()`: the
-        // socket is closed (and a server told) even if the protocol panics.
-        struct Release<'a>(&'a TransportInner, &'a Loop);
-        impl Drop for Release<'_> {
-            fn drop(&mut self) {
-                self.0.release(self.1);
-            }
-        }
-        let _release = Release(self, lp);
+        self.closing.set(true);
         if self.made.get() {
-            self.protocol.borrow_mut().connection_lost(err);
+            self.invoke("connection_lost", |p| p.connection_lost(err));
         }
+        self.release(lp);
     }
 
-    /// Deregisters and closes the socket.
-    fn release(&self, lp: &Loop) {
+    /// Deregisters and closes the socket, tells the server, and lets go of the
+    /// protocol and the buffer: nothing of the connection is kept after this.
+    fn release(&self, lp: Option<&Loop>) {
         let sock = self.sock.borrow_mut().take();
-        if let (Some(mut sock), Some(id)) = (sock, self.id.take()) {
-            lp.deregister_source(&mut sock, id);
+        let id = self.id.take();
+        if let Some(mut sock) = sock {
+            if let (Some(lp), Some(id)) = (lp, id) {
+                lp.deregister_source(&mut sock, id);
+            }
+            drop(sock);
         }
+        let buf = std::mem::take(&mut *self.buf.borrow_mut());
+        self.start.set(0);
+        drop(buf);
         let on_lost = self.on_lost.borrow_mut().take();
         if let Some(f) = on_lost {
             f();
         }
+        // Last: the protocol's destructor may use the transport (it finds it closed).
+        let protocol = self.protocol.borrow_mut().take();
+        if let Some(p) = protocol {
+            drop_guarded(&self.lp, "a protocol's destructor", p);
+        }
+    }
+
+    /// The loop is gone without having closed this connection: end it now, as
+    /// `close()` of the loop would have.
+    fn end_without_loop(&self) {
+        self.closing.set(true);
+        self.lost_scheduled.set(true);
+        self.connection_lost(None, None);
     }
 
     fn write(&self, data: &[u8]) {
@@ -426,7 +543,7 @@ impl SourceHandler for TransportInner {
         // Inline: a `connection_lost` scheduled earlier was dropped with the queue.
         // (It guards itself against a second call.)
         self.lost_scheduled.set(true);
-        self.connection_lost(lp, None);
+        self.connection_lost(Some(lp), None);
     }
 
     fn ready(&self, lp: &Loop, readiness: Readiness) {
@@ -447,6 +564,15 @@ impl SourceHandler for TransportInner {
     }
 }
 
+impl NetSource for TransportInner {
+    fn forgotten(&self) {
+        // Registered (`id`) and not over: the loop was dropped without `close()`.
+        if !self.lost.get() && self.id.get().is_some() {
+            self.end_without_loop();
+        }
+    }
+}
+
 impl Drop for TransportInner {
     fn drop(&mut self) {
         if !self.lost.get()
@@ -455,6 +581,10 @@ impl Drop for TransportInner {
         {
             log::warn!("evloop: a transport was dropped without being closed");
         }
+        // Never started (registering failed): the protocol goes with it.
+        if let Some(p) = self.protocol.get_mut().take() {
+            drop_guarded(&self.lp, "a protocol's destructor", p);
+        }
     }
 }
 
@@ -462,6 +592,11 @@ impl Transport {
     /// Writes `data`: at once what the socket takes, the rest buffered and sent when
     /// the socket is writable. Ignored (logged once) after `close`, `abort` or
     /// `write_eof`.
+    ///
+    /// If this takes the buffer over the high-water mark, the protocol hears
+    /// `pause_writing` before this returns, or, when called from inside one of the
+    /// protocol's callbacks, right after that callback returns; either way
+    /// [`is_writing_paused`](Transport::is_writing_paused) is true at once.
     pub fn write(&self, data: &[u8]) {
         self.inner.write(data);
     }
@@ -498,6 +633,14 @@ impl Transport {
         if let Some(lp) = self.inner.lp.upgrade() {
             self.inner.force_close(&lp, None);
         }
+    }
+
+    /// Whether the write buffer is over its high-water mark: true from the `write`
+    /// that takes it over (already inside the callback that wrote, before
+    /// `pause_writing` is delivered) until the buffer drains to the low-water mark
+    /// (`resume_writing`). The condition of asyncio's "write until paused" loop.
+    pub fn is_writing_paused(&self) -> bool {
+        self.inner.protocol_paused.get()
     }
 
     /// Whether the transport is closing or closed.
