@@ -10,7 +10,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clock::{Clock, nanos};
+use crate::clock::{Clock, NEVER, nanos};
 use crate::errors::{Error, ErrorContext, default_exception_handler};
 use crate::handle::{Handle, Target, TimerHandle};
 use crate::io::Io;
@@ -332,8 +332,13 @@ impl Loop {
     ///
     /// It never runs before [`time()`](Loop::time), read just before this call, plus
     /// `delay`. Timers due at the same instant run in the order they were scheduled.
-    /// A delay too large to represent (`Duration::MAX`) means "never": no overflow, no
-    /// panic.
+    ///
+    /// A deadline beyond the clock's range (about 438 years after the clock was made;
+    /// `Duration::MAX`) means "never": no overflow, no panic; the timer never runs
+    /// (cancel it to drop its closure), never moves a manual clock, and never makes
+    /// the loop wake up: with only such timers pending,
+    /// [`next_timeout`](Loop::next_timeout) is `None`. Its [`TimerHandle::when`] is the
+    /// end of the clock's range.
     ///
     /// # Panics
     /// On a closed loop.
@@ -351,7 +356,8 @@ impl Loop {
     }
 
     /// Schedules `f` to run at `when` on the loop's clock (at once if `when` has
-    /// passed). See [`call_later`](Loop::call_later).
+    /// passed). See [`call_later`](Loop::call_later): an instant beyond the clock's
+    /// range means "never".
     ///
     /// # Panics
     /// On a closed loop.
@@ -376,7 +382,7 @@ impl Loop {
     ) -> TimerHandle {
         let (key, id) = self.inner.timers.borrow_mut().insert(when, f, location);
         add(&self.inner.stats.timers_scheduled, 1);
-        if !self.inner.running.get() && !self.inner.clock.is_manual() {
+        if !self.inner.running.get() && !self.inner.clock.is_manual() && when != NEVER {
             // An embedding host must see the new deadline on `as_raw_fd`.
             let now = now.unwrap_or_else(|| self.inner.clock.now_ns());
             if let Err(e) = self.inner.io.borrow_mut().arm_timer_if_earlier(when, now) {
@@ -613,7 +619,8 @@ impl Loop {
     }
 
     /// How long the next iteration may block: what `run_once(None)` would wait for
-    /// (`None`: until I/O or a threadsafe call).
+    /// (`None`: until I/O or a threadsafe call; so too when the only timers pending
+    /// never come due, such as `call_later(Duration::MAX)`).
     pub fn next_timeout(&self) -> Option<Duration> {
         let inner = &*self.inner;
         if inner.closed.get() {

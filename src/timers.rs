@@ -11,12 +11,17 @@
 //! A timer that fires leaves the heap but keeps its slot until its callback is taken
 //! to run, so that it can still be cancelled from the ready queue.
 //!
+//! A deadline of [`NEVER`] (beyond the clock's range) is kept like any other, so that
+//! its handle can cancel it, but it never pops (the clock never reads `NEVER`) and
+//! [`Timers::next_deadline`] does not report it: nothing waits or jumps for it.
+//!
 //! Pure data structure: every operation takes the current time as an argument.
 
 use std::panic::Location;
 
 use slab::Slab;
 
+use crate::clock::NEVER;
 use crate::ready::{Callback, key_u32};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -211,8 +216,10 @@ impl Timers {
     }
 
     /// Pops every live timer due at `now` (`when <= now`) in order, handing each
-    /// `(key, id)` to `fire`. Returns how many fired.
+    /// `(key, id)` to `fire`. Returns how many fired. `now` is a clock reading, so
+    /// less than [`NEVER`].
     pub(crate) fn pop_expired(&mut self, now: u64, mut fire: impl FnMut(u32, u64)) -> u64 {
+        debug_assert!(now < NEVER, "a clock never reads NEVER");
         let mut fired = 0;
         while let Some(top) = self.heap.peek() {
             if top.when > now {
@@ -232,10 +239,12 @@ impl Timers {
     }
 
     /// The deadline of the earliest live timer, dropping stale entries from the top.
+    /// `None` if there is none, or only timers that never come due ([`NEVER`]: the
+    /// earliest is the top, so every other is `NEVER` too).
     pub(crate) fn next_deadline(&mut self) -> Option<u64> {
         while let Some(top) = self.heap.peek() {
             if Self::is_live(&self.slots, top.key, top.id) {
-                return Some(top.when);
+                return (top.when != NEVER).then_some(top.when);
             }
             self.heap.pop();
             self.stale = self.stale.saturating_sub(1);
@@ -325,6 +334,19 @@ mod tests {
         at(&mut t, 100);
         assert!(expired(&mut t, 99).is_empty());
         assert_eq!(t.next_deadline(), Some(100));
+    }
+
+    #[test]
+    fn a_never_deadline_is_not_reported_and_never_pops() {
+        let mut t = Timers::new();
+        at(&mut t, NEVER);
+        at(&mut t, NEVER);
+        assert_eq!(t.next_deadline(), None);
+        assert!(expired(&mut t, NEVER - 1).is_empty());
+        let (k, i) = at(&mut t, 7);
+        assert_eq!(t.next_deadline(), Some(7));
+        t.cancel(k, i);
+        assert_eq!(t.next_deadline(), None);
     }
 
     #[test]
