@@ -39,9 +39,10 @@ type ExceptionHandler = Box<dyn FnMut(&Loop, &ErrorContext)>;
 /// 1. **Timeout**: zero if callbacks are ready, a threadsafe call is queued or the loop
 ///    is stopping; else until the earliest live timer; else forever.
 /// 2. **Poll**: wait for I/O (or a wake-up) that long, and queue every ready reader
-///    and writer. While callbacks keep the loop busy the poll syscall is made on
-///    at least every 32nd iteration, and always by `run_once`, so I/O waits at most 32
-///    iterations behind a chain of callbacks.
+///    and writer. While callbacks keep the loop busy, the OS is polled without
+///    blocking on at least every 32nd iteration instead of on each, so a ready fd
+///    waits at most 32 iterations behind a chain of callbacks; an idle or blocking
+///    iteration, and every `run_once`, always polls.
 /// 3. **Timers**: queue every timer whose deadline has passed, earliest first, equal
 ///    deadlines in scheduling order.
 /// 4. **Threadsafe calls**: queue those that arrived from other threads.
@@ -89,7 +90,7 @@ pub(crate) struct Inner {
     /// `close()` is dropping what was pending: scheduling calls made from those drops
     /// are dropped too, instead of panicking.
     dropping: Cell<bool>,
-    /// Iterations since the OS was last polled.
+    /// Iterations since the last one that polled the OS (see `POLL_INTERVAL`).
     unpolled: Cell<u32>,
     /// Work in flight outside the loop that will wake it (executor jobs): a manual
     /// clock does not auto-advance past it.
@@ -400,8 +401,9 @@ impl Loop {
 
     /// Calls `f` whenever `fd` is readable, level-triggered: as long as data is left
     /// unread, `f` is called again on the next iteration that polls the OS. An idle
-    /// loop polls on every iteration; while a chain of callbacks keeps it busy, at
-    /// least every 32nd iteration polls, so a ready fd waits at most 32 iterations.
+    /// or blocking iteration always polls; while callbacks keep the loop busy, at
+    /// least every 32nd iteration polls (without blocking), so a ready fd waits at
+    /// most 32 iterations.
     ///
     /// One reader per fd: adding again replaces the previous reader, whose closure is
     /// dropped at once and whose handle counts as cancelled. The loop never closes `fd`.

@@ -11,9 +11,10 @@ use crate::source::Readiness;
 use crate::stats::add;
 
 /// While callbacks keep the loop busy, the OS is polled (without blocking) on at
-/// least every this many iterations, so that I/O is never starved; an idle loop
-/// polls, blocking, on every iteration. Skipping the poll syscall on the others is
-/// what makes a chain of callbacks cheap.
+/// least every this many-th iteration: after a poll, at most `POLL_INTERVAL - 1`
+/// iterations skip it, so a ready fd waits at most `POLL_INTERVAL` iterations. An
+/// idle or blocking iteration always polls. Skipping the poll syscall on the others
+/// is what makes a chain of callbacks cheap.
 pub(crate) const POLL_INTERVAL: u32 = 32;
 
 /// Restores the loop's idle state when a run ends, even by a panic.
@@ -147,7 +148,9 @@ impl Loop {
         // poll now rather than spin through iterations that skip it.
         let blocking = timeout != Some(Duration::ZERO);
         let jump = !busy && inner.clock.auto_advances();
-        if blocking || jump || always_poll || inner.unpolled.get() >= POLL_INTERVAL {
+        // This iteration is the `unpolled + 1`-th since the last poll.
+        let poll_due = inner.unpolled.get() + 1 >= POLL_INTERVAL;
+        if blocking || jump || always_poll || poll_due {
             inner.unpolled.set(0);
             if blocking {
                 self.arm_timerfd();
