@@ -10,6 +10,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::capacity::{Peak, WINDOW};
 use crate::clock::{Clock, NEVER, nanos};
 use crate::errors::{Error, ErrorContext, default_exception_handler};
 use crate::handle::{Handle, Target, TimerHandle};
@@ -21,6 +22,7 @@ use crate::timers::Timers;
 
 mod hooks;
 mod iteration;
+mod trim;
 
 /// The handler type stored by `set_exception_handler`.
 type ExceptionHandler = Box<dyn FnMut(&Loop, &ErrorContext)>;
@@ -78,8 +80,16 @@ pub(crate) struct Inner {
     io: RefCell<Io>,
     /// A spare buffer swapped with the remote queue's on each drain.
     drained: RefCell<Vec<Queued>>,
-    /// Spent threadsafe-call cells, handed back to the pool at the next drain.
+    /// Spent threadsafe-call cells, handed back to the pool at the next drain (at most
+    /// `POOL_MAX`: the pool takes no more).
     recycled: RefCell<Vec<Arc<CallCell>>>,
+    /// The largest batch of threadsafe calls drained lately, which sizes `drained`,
+    /// `recycled` and the remote queue's shards (see `crate::capacity`).
+    remote_peak: Cell<Peak>,
+    /// The largest capacity a shard of the remote queue had when last seen.
+    shard_capacity: Cell<usize>,
+    /// When the current window of use ends (see `crate::capacity`).
+    trim_at: Cell<Instant>,
     shared: Arc<Shared>,
     /// This loop's id in the global table of loops (wakers carry it).
     loop_id: u16,
@@ -223,6 +233,9 @@ impl LoopBuilder {
             io: RefCell::new(io),
             drained: RefCell::new(Vec::new()),
             recycled: RefCell::new(Vec::new()),
+            remote_peak: Cell::new(Peak::default()),
+            shard_capacity: Cell::new(0),
+            trim_at: Cell::new(Instant::now() + WINDOW),
             loop_id: register_loop(&shared),
             shared,
             clock: self.clock,
@@ -558,6 +571,7 @@ impl Loop {
         let pending = inner.shared.shut();
         let queued = inner.ready.borrow_mut().drain_all();
         let timers = inner.timers.borrow_mut().clear();
+        self.release_remote_buffers();
         let io = inner.io.borrow_mut().clear();
         let sources = inner.io.borrow_mut().clear_sources();
         let hooks = std::mem::take(&mut *inner.close_hooks.borrow_mut());
@@ -623,6 +637,10 @@ impl Loop {
     /// How long the next iteration may block: what `run_once(None)` would wait for
     /// (`None`: until I/O or a threadsafe call; so too when the only timers pending
     /// never come due, such as `call_later(Duration::MAX)`).
+    ///
+    /// After a burst of work (more than a thousand callbacks, timers or threadsafe
+    /// calls at once), an idle loop wakes a few times, a tenth of a second apart, to
+    /// give back the memory the burst needed: this is then at most that long.
     pub fn next_timeout(&self) -> Option<Duration> {
         let inner = &*self.inner;
         if inner.closed.get() {
@@ -631,7 +649,11 @@ impl Loop {
         if self.has_ready_work() {
             return Some(Duration::ZERO);
         }
-        self.timer_timeout()
+        let timeout = self.timer_timeout();
+        match self.trim_wait() {
+            Some(wait) => Some(timeout.map_or(wait, |t| t.min(wait))),
+            None => timeout,
+        }
     }
 
     /// A snapshot of the loop's counters; see [`Stats`].

@@ -63,6 +63,7 @@
 compile_error!("evloop supports 64-bit Linux only");
 
 mod callback;
+mod capacity;
 mod clock;
 mod errors;
 mod event_loop;

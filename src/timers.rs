@@ -11,6 +11,10 @@
 //! A timer that fires leaves the heap but keeps its slot until its callback is taken
 //! to run, so that it can still be cancelled from the ready queue.
 //!
+//! Memory: once use falls (a burst of timers fired or was cancelled), [`Timers::trim`]
+//! gives the heap's room back and the slab's vacant tail (see `crate::capacity`). The
+//! slab cannot shrink below its highest live key, since handles name slots by key.
+//!
 //! A deadline of [`NEVER`] (beyond the clock's range) is kept like any other, so that
 //! its handle can cancel it, but it never pops (the clock never reads `NEVER`) and
 //! [`Timers::next_deadline`] does not report it: nothing waits or jumps for it.
@@ -21,6 +25,7 @@ use std::panic::Location;
 
 use slab::Slab;
 
+use crate::capacity::{Peak, is_oversized};
 use crate::clock::NEVER;
 use crate::ready::{Callback, key_u32};
 
@@ -60,8 +65,12 @@ impl QuadHeap {
         self.v.first()
     }
 
-    fn clear(&mut self) {
-        self.v.clear();
+    fn capacity(&self) -> usize {
+        self.v.capacity()
+    }
+
+    fn shrink_to(&mut self, n: usize) {
+        self.v.shrink_to(n);
     }
 
     fn push(&mut self, e: TimerEntry) {
@@ -142,6 +151,12 @@ pub(crate) struct Timers {
     /// How many heap entries refer to cancelled timers. Invariant: `stale <= heap.len()`.
     stale: usize,
     next_id: u64,
+    /// Recent use of the slab and of the heap, for [`Timers::trim`].
+    slot_peak: Peak,
+    heap_peak: Peak,
+    /// The live key that kept the last trim from shrinking the slab: until it goes,
+    /// trying again cannot help, and the slab does not count as oversized.
+    pinned_by: Option<u32>,
 }
 
 impl Timers {
@@ -151,6 +166,9 @@ impl Timers {
             heap: QuadHeap::default(),
             stale: 0,
             next_id: 0,
+            slot_peak: Peak::default(),
+            heap_peak: Peak::default(),
+            pinned_by: None,
         }
     }
 
@@ -207,6 +225,9 @@ impl Timers {
 
     fn remove(&mut self, key: u32) -> TimerSlot {
         let slot = self.slots.remove(key as usize);
+        if self.pinned_by == Some(key) {
+            self.pinned_by = None;
+        }
         if self.slots.is_empty() {
             // Forget the free list (its order is scattered): the next timers fill the
             // slab front to back, touching memory in order.
@@ -263,10 +284,65 @@ impl Timers {
         self.heap.len()
     }
 
+    /// Records the present number of timers as a use (once per iteration).
+    #[inline]
+    pub(crate) fn note_use(&mut self) {
+        self.slot_peak.note(self.slots.len());
+        self.heap_peak.note(self.heap.len());
+    }
+
+    /// Ends a window of use: gives back the room a past burst of timers needed. The
+    /// heap shrinks (after dropping its stale entries); the slab drops its vacant
+    /// tail, down to its highest live key. Keys and ids stay valid.
+    pub(crate) fn trim(&mut self) {
+        if let Some(keep) = self
+            .heap_peak
+            .end_window(self.heap.capacity(), self.heap.len())
+        {
+            if self.stale > 0 {
+                let slots = &self.slots;
+                self.heap.retain(|e| Self::is_live(slots, e.key, e.id));
+                self.stale = 0;
+            }
+            self.heap.shrink_to(keep);
+        }
+        let target = self
+            .slot_peak
+            .end_window(self.slots.capacity(), self.slots.len());
+        if let Some(keep) = target
+            && self.pinned_by.is_none()
+        {
+            if self.slots.is_empty() {
+                self.slots = Slab::with_capacity(keep);
+            } else {
+                // Drops the vacant tail and, if there was one, relinks the vacant
+                // slots lowest first, so that the new tail can empty in turn.
+                self.slots.shrink_to_fit();
+                if is_oversized(self.slots.capacity(), self.slots.len()) {
+                    self.pinned_by = self.slots.iter().next_back().map(|(k, _)| key_u32(k));
+                }
+            }
+        }
+    }
+
+    /// Whether the store holds room that [`trim`](Timers::trim) would give back if
+    /// its use stays as it is now.
+    pub(crate) fn is_oversized(&self) -> bool {
+        is_oversized(self.heap.capacity(), self.heap.len())
+            || (self.pinned_by.is_none() && is_oversized(self.slots.capacity(), self.slots.len()))
+    }
+
+    /// The slab's and the heap's capacities, in entries.
+    pub(crate) fn capacities(&self) -> (usize, usize) {
+        (self.slots.capacity(), self.heap.capacity())
+    }
+
     /// Forgets every timer, handing the callbacks back to be dropped by the caller.
+    /// The heap's buffer goes too.
     pub(crate) fn clear(&mut self) -> Slab<TimerSlot> {
-        self.heap.clear();
+        self.heap = QuadHeap::default();
         self.stale = 0;
+        self.pinned_by = None;
         std::mem::take(&mut self.slots)
     }
 }

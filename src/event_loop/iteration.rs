@@ -153,6 +153,11 @@ impl Loop {
         if blocking || jump || always_poll || poll_due {
             inner.unpolled.set(0);
             if blocking {
+                // Memory a burst needed comes back at the window's end even if the
+                // loop has nothing else to do by then.
+                if let Some(wait) = self.trim_wait() {
+                    timeout = Some(timeout.map_or(wait, |t| t.min(wait)));
+                }
                 self.arm_timerfd();
                 if !inner.shared.prepare_sleep() {
                     timeout = Some(Duration::ZERO);
@@ -173,6 +178,7 @@ impl Loop {
             inner.shared.awake();
             let after = Instant::now();
             inner.last_poll.set(Some(after));
+            self.trim_if_due(after);
             let stats = &inner.stats;
             add(&stats.polls, 1);
             if blocking {
@@ -205,6 +211,7 @@ impl Loop {
         // 3. Timers.
         {
             let mut timers = inner.timers.borrow_mut();
+            timers.note_use();
             if !timers.is_empty() {
                 let now = inner.clock.now_ns();
                 let mut ready = inner.ready.borrow_mut();
@@ -224,7 +231,12 @@ impl Loop {
         }
         if inner.shared.has_pending() {
             let mut drained = inner.drained.borrow_mut();
-            inner.shared.drain(&mut drained);
+            if let Some(shard_capacity) = inner.shared.drain(&mut drained) {
+                inner.shard_capacity.set(shard_capacity);
+            }
+            let mut peak = inner.remote_peak.get();
+            peak.note(drained.len());
+            inner.remote_peak.set(peak);
             let mut ready = inner.ready.borrow_mut();
             add(&inner.stats.remote_calls, drained.len() as u64);
             for call in drained.drain(..) {
@@ -233,7 +245,11 @@ impl Loop {
         }
 
         // 5. Run exactly what is queued now.
-        let n = inner.ready.borrow().len();
+        let n = {
+            let mut ready = inner.ready.borrow_mut();
+            ready.note_use();
+            ready.len()
+        };
         let stats = &inner.stats;
         add(&stats.iterations, 1);
         if n > stats.ready_high_water.get() {
