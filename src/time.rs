@@ -266,9 +266,9 @@ enum Next {
 }
 
 impl Interval {
-    /// Waits for the next tick and returns its scheduled instant. (With a period too
-    /// large to represent, such as `Duration::MAX`, every tick after the first waits
-    /// for ever.)
+    /// Waits for the next tick and returns its scheduled instant. (With a period that
+    /// reaches past the clock's range, such as `Duration::MAX`, every tick after the
+    /// first waits for ever.)
     pub async fn tick(&mut self) -> Instant {
         let lp = current_loop("interval");
         let due = match self.next {

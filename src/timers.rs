@@ -154,9 +154,10 @@ pub(crate) struct Timers {
     /// Recent use of the slab and of the heap, for [`Timers::trim`].
     slot_peak: Peak,
     heap_peak: Peak,
-    /// The live key that kept the last trim from shrinking the slab: until it goes,
-    /// trying again cannot help, and the slab does not count as oversized.
-    pinned_by: Option<u32>,
+    /// The live key that kept the last trim from shrinking the slab, and the slab's
+    /// capacity then: until that key goes (or the slab grows), trying again cannot
+    /// help, and the slab does not count as oversized.
+    pinned_by: Option<(u32, usize)>,
 }
 
 impl Timers {
@@ -225,7 +226,7 @@ impl Timers {
 
     fn remove(&mut self, key: u32) -> TimerSlot {
         let slot = self.slots.remove(key as usize);
-        if self.pinned_by == Some(key) {
+        if self.pinned_by.is_some_and(|(k, _)| k == key) {
             self.pinned_by = None;
         }
         if self.slots.is_empty() {
@@ -310,7 +311,7 @@ impl Timers {
             .slot_peak
             .end_window(self.slots.capacity(), self.slots.len());
         if let Some(keep) = target
-            && self.pinned_by.is_none()
+            && !self.slab_is_pinned()
         {
             if self.slots.is_empty() {
                 self.slots = Slab::with_capacity(keep);
@@ -319,7 +320,8 @@ impl Timers {
                 // slots lowest first, so that the new tail can empty in turn.
                 self.slots.shrink_to_fit();
                 if is_oversized(self.slots.capacity(), self.slots.len()) {
-                    self.pinned_by = self.slots.iter().next_back().map(|(k, _)| key_u32(k));
+                    let top = self.slots.iter().next_back().map(|(k, _)| key_u32(k));
+                    self.pinned_by = top.map(|k| (k, self.slots.capacity()));
                 }
             }
         }
@@ -329,7 +331,13 @@ impl Timers {
     /// its use stays as it is now.
     pub(crate) fn is_oversized(&self) -> bool {
         is_oversized(self.heap.capacity(), self.heap.len())
-            || (self.pinned_by.is_none() && is_oversized(self.slots.capacity(), self.slots.len()))
+            || (!self.slab_is_pinned() && is_oversized(self.slots.capacity(), self.slots.len()))
+    }
+
+    /// Whether the slab is as small as its highest live key lets it be.
+    fn slab_is_pinned(&self) -> bool {
+        self.pinned_by
+            .is_some_and(|(_, capacity)| capacity == self.slots.capacity())
     }
 
     /// The slab's and the heap's capacities, in entries.
@@ -443,6 +451,34 @@ mod tests {
         assert_eq!(expired(&mut t, 1), vec![i]);
         assert!(t.cancel(k, i).is_some());
         assert!(t.take(k, i).is_none());
+    }
+
+    #[test]
+    fn trim_gives_back_a_bursts_room_down_to_the_highest_live_key() {
+        use crate::capacity::FLOOR;
+        let mut t = Timers::new();
+        let all: Vec<_> = (0..10_000).map(|i| at(&mut t, 1_000 + i)).collect();
+        t.note_use();
+        let (low, high) = (all[0], all[9_999]);
+        for &(k, i) in &all[1..9_999] {
+            t.cancel(k, i);
+        }
+        for _ in 0..3 {
+            t.trim(); // the burst's window, then two quiet ones
+        }
+        let (slots, heap) = t.capacities();
+        assert!(heap <= FLOOR, "heap kept {heap}");
+        assert!(slots >= 10_000, "the highest live key pins the slab");
+        assert!(!t.is_oversized(), "nothing more to give back for now");
+        t.cancel(high.0, high.1);
+        assert!(t.is_oversized());
+        t.trim();
+        assert!(t.capacities().0 <= FLOOR, "slab kept {}", t.capacities().0);
+        assert_eq!(t.next_deadline(), Some(1_000));
+        assert!(
+            t.cancel(low.0, low.1).is_some(),
+            "the survivor's key still works"
+        );
     }
 
     #[test]
