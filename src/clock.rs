@@ -21,6 +21,13 @@ use crate::remote::Shared;
 /// Clones share one time: advancing a clone advances them all, and wakes every loop
 /// built with the clock.
 ///
+/// # Range
+/// A clock reads from about 146 years before its creation to about 438 years after.
+/// A deadline past the end (`call_later(Duration::MAX)`, `sleep(Duration::MAX)`,
+/// `call_at` with a far-off instant) means *never*: the timer never fires, and it
+/// neither moves a manual clock nor makes a loop wake up. A manual clock advanced
+/// past the end stops there.
+///
 /// ```
 /// use std::time::Duration;
 /// use std::{cell::Cell, rc::Rc};
@@ -95,15 +102,19 @@ impl Clock {
     /// Moves a manual clock forward by `d` and wakes the loops that use it, so that
     /// timers now due run. Callable from any thread.
     ///
+    /// The clock's range ends about 438 years after it was made: an advance past the
+    /// end (`advance(Duration::MAX)`) stops there, no overflow and no panic. Timers
+    /// beyond the range (`call_later(Duration::MAX)`) never come due, even then.
+    ///
     /// # Panics
     /// On a system clock: its time cannot be steered.
     pub fn advance(&self, d: Duration) {
         let m = self.manual_state("advance");
-        let d = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let d = nanos(d);
         let _ = m
             .now_ns
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                Some(n.saturating_add(d))
+                Some(n.saturating_add(d).min(LAST))
             });
         m.notify();
     }
@@ -128,10 +139,12 @@ impl Clock {
     }
 
     /// The current time in timer-store nanoseconds: [`EPOCH_OFFSET`] plus the time
-    /// since this clock's epoch.
+    /// since this clock's epoch. Never more than [`LAST`], so never [`NEVER`].
     pub(crate) fn now_ns(&self) -> u64 {
         match &self.kind {
-            Kind::System { epoch } => EPOCH_OFFSET.saturating_add(nanos(epoch.elapsed())),
+            Kind::System { epoch } => EPOCH_OFFSET
+                .saturating_add(nanos(epoch.elapsed()))
+                .min(LAST),
             Kind::Manual(m) => m.now_ns.load(Ordering::SeqCst),
         }
     }
@@ -165,12 +178,13 @@ impl Clock {
         }
     }
 
-    /// For a manual clock with auto-advance: jump to `ns` if it is in the future.
+    /// For a manual clock with auto-advance: jump to `ns` if it is in the future (a
+    /// deadline beyond the range, [`NEVER`], is no place to jump to: at most [`LAST`]).
     /// Returns whether the clock is one that auto-advances.
     pub(crate) fn auto_advance_to(&self, ns: u64) -> bool {
         match &self.kind {
             Kind::Manual(m) if m.auto_advance.load(Ordering::SeqCst) => {
-                m.now_ns.fetch_max(ns, Ordering::SeqCst);
+                m.now_ns.fetch_max(ns.min(LAST), Ordering::SeqCst);
                 true
             }
             _ => false,
@@ -226,6 +240,14 @@ impl fmt::Debug for Clock {
 /// at this offset, so that instants before the epoch (a `call_at` with a deadline in
 /// the past) keep their order: 2^62 ns, about 146 years back, and 438 years ahead.
 pub(crate) const EPOCH_OFFSET: u64 = 1 << 62;
+
+/// The last time a clock reads: the end of its range, about 438 years after its
+/// creation. A manual clock advanced further stops here.
+pub(crate) const LAST: u64 = u64::MAX - 1;
+
+/// A deadline beyond the clock's range (`call_later(Duration::MAX)`, a `call_at` past
+/// [`LAST`]): it is never due, since the clock never reads it.
+pub(crate) const NEVER: u64 = u64::MAX;
 
 /// A duration in whole nanoseconds, saturating (u64 nanoseconds last 584 years).
 pub(crate) fn nanos(d: Duration) -> u64 {

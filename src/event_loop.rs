@@ -10,7 +10,8 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clock::{Clock, nanos};
+use crate::capacity::{Peak, WINDOW};
+use crate::clock::{Clock, NEVER, nanos};
 use crate::errors::{Error, ErrorContext, default_exception_handler};
 use crate::handle::{Handle, HandleState, Target, TimerHandle};
 use crate::io::Io;
@@ -22,6 +23,7 @@ use crate::timers::Timers;
 mod discard;
 mod hooks;
 mod iteration;
+mod trim;
 
 /// The handler type stored by `set_exception_handler`.
 type ExceptionHandler = Box<dyn FnMut(&Loop, &ErrorContext)>;
@@ -40,9 +42,10 @@ type ExceptionHandler = Box<dyn FnMut(&Loop, &ErrorContext)>;
 /// 1. **Timeout**: zero if callbacks are ready, a threadsafe call is queued or the loop
 ///    is stopping; else until the earliest live timer; else forever.
 /// 2. **Poll**: wait for I/O (or a wake-up) that long, and queue every ready reader
-///    and writer. While callbacks keep the loop busy the poll syscall is made on
-///    at least every 32nd iteration, and always by `run_once`, so I/O waits at most 32
-///    iterations behind a chain of callbacks.
+///    and writer. While callbacks keep the loop busy, the OS is polled without
+///    blocking on at least every 32nd iteration instead of on each, so a ready fd
+///    waits at most 32 iterations behind a chain of callbacks; an idle or blocking
+///    iteration, and every `run_once`, always polls.
 /// 3. **Timers**: queue every timer whose deadline has passed, earliest first, equal
 ///    deadlines in scheduling order.
 /// 4. **Threadsafe calls**: queue those that arrived from other threads.
@@ -62,6 +65,15 @@ type ExceptionHandler = Box<dyn FnMut(&Loop, &ErrorContext)>;
 /// The loop drops user closures only when it holds no borrow of its own state, so a
 /// closure's `Drop` may call into the loop (`remove_reader`, `call_soon`, a handle's
 /// `cancel`, ...).
+///
+/// # Memory
+/// The ready queue, the timer store and the threadsafe queue grow for a burst (a
+/// million callbacks at once) and give the room back once their use has stayed low
+/// for 0.2 to 0.3 s (traffic that needs the same room every iteration keeps it: it
+/// is never reallocated). A loop left idle after a burst wakes a few times, a tenth
+/// of a second apart, to do so. `close()` releases them all, so a [`Remote`] that
+/// outlives its loop holds nothing for it. (Handles name timers by slot, so the
+/// timer store's table of slots cannot shrink below the highest slot still in use.)
 ///
 /// ```
 /// use std::time::Duration;
@@ -88,8 +100,16 @@ pub(crate) struct Inner {
     handles: Rc<HandleState>,
     /// A spare buffer swapped with the remote queue's on each drain.
     drained: RefCell<Vec<Queued>>,
-    /// Spent threadsafe-call cells, handed back to the pool at the next drain.
+    /// Spent threadsafe-call cells, handed back to the pool at the next drain (at most
+    /// `POOL_MAX`: the pool takes no more).
     recycled: RefCell<Vec<Arc<CallCell>>>,
+    /// The largest batch of threadsafe calls drained lately, which sizes `drained`,
+    /// `recycled` and the remote queue's shards (see `crate::capacity`).
+    remote_peak: Cell<Peak>,
+    /// The largest capacity a shard of the remote queue had when last seen.
+    shard_capacity: Cell<usize>,
+    /// When the current window of use ends (see `crate::capacity`).
+    trim_at: Cell<Instant>,
     shared: Arc<Shared>,
     /// This loop's id in the global table of loops (wakers carry it).
     loop_id: u16,
@@ -100,7 +120,7 @@ pub(crate) struct Inner {
     /// `close()` is dropping what was pending: scheduling calls made from those drops
     /// are dropped too, instead of panicking.
     dropping: Cell<bool>,
-    /// Iterations since the OS was last polled.
+    /// Iterations since the last one that polled the OS (see `POLL_INTERVAL`).
     unpolled: Cell<u32>,
     /// Work in flight outside the loop that will wake it (executor jobs): a manual
     /// clock does not auto-advance past it.
@@ -235,6 +255,9 @@ impl LoopBuilder {
             handles: HandleState::new(me.clone()),
             drained: RefCell::new(Vec::new()),
             recycled: RefCell::new(Vec::new()),
+            remote_peak: Cell::new(Peak::default()),
+            shard_capacity: Cell::new(0),
+            trim_at: Cell::new(Instant::now() + WINDOW),
             loop_id,
             shared,
             clock: self.clock,
@@ -345,8 +368,13 @@ impl Loop {
     ///
     /// It never runs before [`time()`](Loop::time), read just before this call, plus
     /// `delay`. Timers due at the same instant run in the order they were scheduled.
-    /// A delay too large to represent (`Duration::MAX`) means "never": no overflow, no
-    /// panic.
+    ///
+    /// A deadline beyond the clock's range (about 438 years after the clock was made;
+    /// `Duration::MAX`) means "never": no overflow, no panic; the timer never runs
+    /// (cancel it to drop its closure), never moves a manual clock, and never makes
+    /// the loop wake up: with only such timers pending,
+    /// [`next_timeout`](Loop::next_timeout) is `None`. Its [`TimerHandle::when`] is the
+    /// end of the clock's range.
     ///
     /// # Panics
     /// On a closed loop.
@@ -364,7 +392,8 @@ impl Loop {
     }
 
     /// Schedules `f` to run at `when` on the loop's clock (at once if `when` has
-    /// passed). See [`call_later`](Loop::call_later).
+    /// passed). See [`call_later`](Loop::call_later): an instant beyond the clock's
+    /// range means "never".
     ///
     /// # Panics
     /// On a closed loop.
@@ -389,7 +418,7 @@ impl Loop {
     ) -> TimerHandle {
         let (key, id) = self.inner.timers.borrow_mut().insert(when, f, location);
         add(&self.inner.stats.timers_scheduled, 1);
-        if !self.inner.running.get() && !self.inner.clock.is_manual() {
+        if !self.inner.running.get() && !self.inner.clock.is_manual() && when != NEVER {
             // An embedding host must see the new deadline on `as_raw_fd`. The clock is
             // read only if the timerfd must be re-armed (`call_at` has no reading).
             let now = || now.unwrap_or_else(|| self.inner.clock.now_ns());
@@ -408,8 +437,9 @@ impl Loop {
 
     /// Calls `f` whenever `fd` is readable, level-triggered: as long as data is left
     /// unread, `f` is called again on the next iteration that polls the OS. An idle
-    /// loop polls on every iteration; while a chain of callbacks keeps it busy, at
-    /// least every 32nd iteration polls, so a ready fd waits at most 32 iterations.
+    /// or blocking iteration always polls; while callbacks keep the loop busy, at
+    /// least every 32nd iteration polls (without blocking), so a ready fd waits at
+    /// most 32 iterations.
     ///
     /// One reader per fd: adding again replaces the previous reader, whose closure is
     /// dropped at once and whose handle counts as cancelled. The loop never closes `fd`.
@@ -605,6 +635,7 @@ impl Loop {
         let timers = inner.timers.borrow_mut().clear();
         let timer_ids = timers.iter().map(|(_, t)| t.id()).collect();
         inner.handles.dropped_unrun(first_unrun, timer_ids);
+        self.release_remote_buffers();
         let io = inner.io.borrow_mut().clear();
         let sources = inner.io.borrow_mut().clear_sources();
         let hooks = std::mem::take(&mut *inner.close_hooks.borrow_mut());
@@ -677,7 +708,12 @@ impl Loop {
     }
 
     /// How long the next iteration may block: what `run_once(None)` would wait for
-    /// (`None`: until I/O or a threadsafe call).
+    /// (`None`: until I/O or a threadsafe call; so too when the only timers pending
+    /// never come due, such as `call_later(Duration::MAX)`).
+    ///
+    /// After a burst of work (more than a thousand callbacks, timers or threadsafe
+    /// calls at once), an idle loop wakes a few times, a tenth of a second apart, to
+    /// give back the memory the burst needed: this is then at most that long.
     pub fn next_timeout(&self) -> Option<Duration> {
         let inner = &*self.inner;
         if inner.closed.get() {
@@ -686,7 +722,11 @@ impl Loop {
         if self.has_ready_work() {
             return Some(Duration::ZERO);
         }
-        self.timer_timeout()
+        let timeout = self.timer_timeout();
+        match self.trim_wait() {
+            Some(wait) => Some(timeout.map_or(wait, |t| t.min(wait))),
+            None => timeout,
+        }
     }
 
     /// A snapshot of the loop's counters; see [`Stats`].

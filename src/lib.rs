@@ -30,7 +30,9 @@
 //! 2. **Poll.** Wait for I/O that long (epoll through mio; a `timerfd` gives timers
 //!    sub-millisecond precision) and queue every ready reader and writer. Readers and
 //!    writers are level-triggered, as asyncio's. While callbacks keep the loop busy,
-//!    the poll syscall is made on at least every 32nd iteration rather than on each.
+//!    the OS is polled without blocking on at least every 32nd iteration instead of
+//!    on each, so a ready fd waits at most 32 iterations; an idle or blocking
+//!    iteration always polls.
 //! 3. **Timers.** Queue every timer whose deadline has passed, in deadline order, equal
 //!    deadlines in scheduling order. A timer never fires early.
 //! 4. **Threadsafe calls.** Queue what other threads sent.
@@ -61,6 +63,7 @@
 compile_error!("evloop supports 64-bit Linux only");
 
 mod callback;
+mod capacity;
 mod clock;
 mod errors;
 mod event_loop;

@@ -14,6 +14,7 @@ use std::rc::Rc;
 use slab::Slab;
 
 use crate::Loop;
+use crate::capacity::{Peak, is_oversized};
 use crate::remote::Queued;
 
 pub(crate) use crate::callback::Callback;
@@ -198,6 +199,9 @@ pub(crate) struct Ready {
     /// `queue[s - head]` while `head <= s < head + queue.len()`, and has been popped
     /// when `s < head`.
     head: u64,
+    /// The queue's length at the start of recent run phases, so that the room a
+    /// burst needed is given back (see `crate::capacity`).
+    peak: Peak,
 }
 
 impl Ready {
@@ -205,6 +209,7 @@ impl Ready {
         Ready {
             queue: VecDeque::new(),
             head: 0,
+            peak: Peak::default(),
         }
     }
 
@@ -255,10 +260,38 @@ impl Ready {
     }
 
     /// Empties the queue, handing the entries back to be dropped outside the caller's
-    /// borrow.
+    /// borrow (with its buffer: the queue keeps none).
     pub(crate) fn drain_all(&mut self) -> VecDeque<Entry> {
         self.head += self.queue.len() as u64;
         std::mem::take(&mut self.queue)
+    }
+
+    /// Records the present length as a use of the queue (once per run phase).
+    #[inline]
+    pub(crate) fn note_use(&mut self) {
+        self.peak.note(self.queue.len());
+    }
+
+    /// Ends a window of use: gives back the room a past burst needed (entries and
+    /// sequence numbers stay as they are).
+    pub(crate) fn trim(&mut self) {
+        if let Some(keep) = self
+            .peak
+            .end_window(self.queue.capacity(), self.queue.len())
+        {
+            self.queue.shrink_to(keep);
+        }
+    }
+
+    /// Whether the queue holds room that [`trim`](Ready::trim) would give back if its
+    /// use stays as it is now.
+    pub(crate) fn is_oversized(&self) -> bool {
+        is_oversized(self.queue.capacity(), self.queue.len())
+    }
+
+    /// Entries the queue has room for.
+    pub(crate) fn capacity(&self) -> usize {
+        self.queue.capacity()
     }
 }
 
@@ -318,6 +351,25 @@ mod tests {
                 low: 99
             }
         );
+    }
+
+    #[test]
+    fn trimming_gives_back_a_bursts_room_and_keeps_sequence_numbers() {
+        let mut r = Ready::new();
+        for _ in 0..100_000 {
+            r.push(Entry::Main);
+        }
+        r.note_use();
+        let keep = r.push(call());
+        while r.len() > 1 {
+            r.pop();
+        }
+        assert!(r.capacity() >= 100_000);
+        for _ in 0..3 {
+            r.trim();
+        }
+        assert!(r.capacity() <= crate::capacity::FLOOR, "{}", r.capacity());
+        assert!(r.cancel(keep).is_some(), "the queued entry is still found");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 
 use crate::Loop;
 use crate::callback::SendCallback;
+use crate::capacity::shrink_target;
 use crate::errors::Error;
 use crate::event_loop::local_loop;
 use crate::handle::RemoteHandle;
@@ -139,8 +140,9 @@ impl RemoteCall for CallCell {
     }
 }
 
-/// How many spent cells a loop keeps for reuse, and how many a thread takes at once.
-const POOL_MAX: usize = 4096;
+/// How many spent cells a loop keeps for reuse (the loop holds no more than this
+/// many waiting to go back either), and how many a thread takes at once.
+pub(crate) const POOL_MAX: usize = 4096;
 const CACHE_REFILL: usize = 32;
 
 thread_local! {
@@ -316,37 +318,84 @@ impl Shared {
     }
 
     /// Loop side: moves the waiting calls into `into` (which must be empty; its
-    /// buffer is swapped in, so that the queue keeps a warm one).
-    pub(crate) fn drain(&self, into: &mut Vec<Queued>) {
+    /// buffer is swapped in, so that the queue keeps a warm one). Returns the largest
+    /// capacity a shard is left with, or `None` if nothing was waiting.
+    pub(crate) fn drain(&self, into: &mut Vec<Queued>) -> Option<usize> {
         if !self.pending.load(Ordering::Acquire) {
-            return;
+            return None;
         }
         // Cleared before the swaps: a push after them sets it again.
         self.pending.store(false, Ordering::Release);
+        let mut largest = 0;
         for shard in &self.shards {
             let mut q = shard.0.lock();
-            if q.calls.is_empty() {
-                continue;
+            if !q.calls.is_empty() {
+                if into.is_empty() {
+                    // Swap buffers: the shard keeps a warm, empty one.
+                    std::mem::swap(&mut q.calls, into);
+                } else {
+                    into.append(&mut q.calls);
+                }
             }
-            if into.is_empty() {
-                // Swap buffers: the shard keeps a warm, empty one.
-                std::mem::swap(&mut q.calls, into);
-            } else {
-                into.append(&mut q.calls);
-            }
+            largest = largest.max(q.calls.capacity());
         }
+        Some(largest)
     }
 
-    /// Loop side, `close()`: refuses later pushes and hands back what was queued.
+    /// Loop side, at the end of a window of use (see `crate::capacity`): shrinks the
+    /// shards' buffers that are oversized for batches of `peak` calls. Returns the
+    /// largest capacity a shard is left with.
+    pub(crate) fn trim(&self, peak: usize) -> usize {
+        let mut largest = 0;
+        for shard in &self.shards {
+            let mut q = shard.0.lock();
+            let old = match shrink_target(q.calls.capacity(), peak.max(q.calls.len())) {
+                // Empty (the usual case): the next pushes grow a new buffer as needed.
+                Some(_) if q.calls.is_empty() => std::mem::take(&mut q.calls),
+                Some(keep) => {
+                    q.calls.shrink_to(keep);
+                    Vec::new()
+                }
+                None => Vec::new(),
+            };
+            largest = largest.max(q.calls.capacity());
+            drop(q);
+            drop(old); // empty: its buffer is freed without the lock
+        }
+        largest
+    }
+
+    /// Loop side, `close()`: refuses later pushes and hands back what was queued. The
+    /// shards' buffers and the pool of spent cells are released: a [`Remote`] that
+    /// outlives its loop holds no memory for it.
     pub(crate) fn shut(&self) -> Vec<Queued> {
         self.closed.store(true, Ordering::SeqCst);
         let mut all = Vec::new();
         for shard in &self.shards {
             let mut q = shard.0.lock();
             q.closed = true;
-            all.append(&mut q.calls);
+            let calls = std::mem::take(&mut q.calls);
+            drop(q);
+            if all.is_empty() {
+                all = calls;
+            } else {
+                all.extend(calls);
+            }
         }
+        let pool = std::mem::take(&mut *self.pool.lock());
+        drop(pool); // spent cells: no closure in them
         all
+    }
+
+    /// The capacities of the shards' buffers (summed) and how many cells the pool
+    /// holds, for tests.
+    pub(crate) fn capacities(&self) -> (usize, usize) {
+        let shards = self
+            .shards
+            .iter()
+            .map(|s| s.0.lock().calls.capacity())
+            .sum();
+        (shards, self.pool.lock().len())
     }
 
     /// Producer side, after queueing: wake the loop if it sleeps and nobody has yet.
@@ -495,6 +544,13 @@ impl Remote {
     /// Whether `self` and `other` reach the same loop.
     pub fn same_loop(&self, other: &Remote) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// The capacities of the queue's buffers, by name, in entries (for tests).
+    #[doc(hidden)]
+    pub fn debug_buffer_capacities(&self) -> Vec<(&'static str, usize)> {
+        let (shards, pool) = self.shared.capacities();
+        vec![("remote_shards", shards), ("remote_pool", pool)]
     }
 }
 

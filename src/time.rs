@@ -49,7 +49,9 @@ pub struct Sleep {
 
 /// Completes after `d` on the loop's clock (asyncio's `asyncio.sleep`). The delay
 /// starts when the future is first polled. `sleep(Duration::ZERO)` yields to the loop
-/// for one iteration.
+/// for one iteration. A delay beyond the clock's range (`Duration::MAX`) never
+/// completes, and its timer never wakes the loop nor moves a manual clock (see
+/// [`Loop::call_later`](crate::Loop::call_later)).
 ///
 /// # Panics
 /// When polled outside a running loop.
@@ -157,7 +159,7 @@ impl Future for YieldNow {
 
 /// Runs `fut` with a deadline `d` from its first poll (asyncio's `wait_for`): its
 /// output, or `Err(TimeoutError)` if the deadline passes first, in which case `fut`
-/// is dropped at once.
+/// is dropped at once. `timeout(Duration::MAX, fut)` is `fut` without a deadline.
 ///
 /// ```
 /// use std::time::Duration;
@@ -264,9 +266,9 @@ enum Next {
 }
 
 impl Interval {
-    /// Waits for the next tick and returns its scheduled instant. (With a period too
-    /// large to represent, such as `Duration::MAX`, every tick after the first waits
-    /// for ever.)
+    /// Waits for the next tick and returns its scheduled instant. (With a period that
+    /// reaches past the clock's range, such as `Duration::MAX`, every tick after the
+    /// first waits for ever.)
     pub async fn tick(&mut self) -> Instant {
         let lp = current_loop("interval");
         let due = match self.next {

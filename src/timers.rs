@@ -11,12 +11,22 @@
 //! A timer that fires leaves the heap but keeps its slot until its callback is taken
 //! to run, so that it can still be cancelled from the ready queue.
 //!
+//! Memory: once use falls (a burst of timers fired or was cancelled), [`Timers::trim`]
+//! gives the heap's room back and the slab's vacant tail (see `crate::capacity`). The
+//! slab cannot shrink below its highest live key, since handles name slots by key.
+//!
+//! A deadline of [`NEVER`] (beyond the clock's range) is kept like any other, so that
+//! its handle can cancel it, but it never pops (the clock never reads `NEVER`) and
+//! [`Timers::next_deadline`] does not report it: nothing waits or jumps for it.
+//!
 //! Pure data structure: every operation takes the current time as an argument.
 
 use std::panic::Location;
 
 use slab::Slab;
 
+use crate::capacity::{Peak, is_oversized};
+use crate::clock::NEVER;
 use crate::ready::{Callback, key_u32};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -55,8 +65,12 @@ impl QuadHeap {
         self.v.first()
     }
 
-    fn clear(&mut self) {
-        self.v.clear();
+    fn capacity(&self) -> usize {
+        self.v.capacity()
+    }
+
+    fn shrink_to(&mut self, n: usize) {
+        self.v.shrink_to(n);
     }
 
     fn push(&mut self, e: TimerEntry) {
@@ -144,6 +158,13 @@ pub(crate) struct Timers {
     /// How many heap entries refer to cancelled timers. Invariant: `stale <= heap.len()`.
     stale: usize,
     next_id: u64,
+    /// Recent use of the slab and of the heap, for [`Timers::trim`].
+    slot_peak: Peak,
+    heap_peak: Peak,
+    /// The live key that kept the last trim from shrinking the slab, and the slab's
+    /// capacity then: until that key goes (or the slab grows), trying again cannot
+    /// help, and the slab does not count as oversized.
+    pinned_by: Option<(u32, usize)>,
 }
 
 impl Timers {
@@ -153,6 +174,9 @@ impl Timers {
             heap: QuadHeap::default(),
             stale: 0,
             next_id: 0,
+            slot_peak: Peak::default(),
+            heap_peak: Peak::default(),
+            pinned_by: None,
         }
     }
 
@@ -209,6 +233,9 @@ impl Timers {
 
     fn remove(&mut self, key: u32) -> TimerSlot {
         let slot = self.slots.remove(key as usize);
+        if self.pinned_by.is_some_and(|(k, _)| k == key) {
+            self.pinned_by = None;
+        }
         if self.slots.is_empty() {
             // Forget the free list (its order is scattered): the next timers fill the
             // slab front to back, touching memory in order.
@@ -218,8 +245,10 @@ impl Timers {
     }
 
     /// Pops every live timer due at `now` (`when <= now`) in order, handing each
-    /// `(key, id)` to `fire`. Returns how many fired.
+    /// `(key, id)` to `fire`. Returns how many fired. `now` is a clock reading, so
+    /// less than [`NEVER`].
     pub(crate) fn pop_expired(&mut self, now: u64, mut fire: impl FnMut(u32, u64)) -> u64 {
+        debug_assert!(now < NEVER, "a clock never reads NEVER");
         let mut fired = 0;
         while let Some(top) = self.heap.peek() {
             if top.when > now {
@@ -239,10 +268,12 @@ impl Timers {
     }
 
     /// The deadline of the earliest live timer, dropping stale entries from the top.
+    /// `None` if there is none, or only timers that never come due ([`NEVER`]: the
+    /// earliest is the top, so every other is `NEVER` too).
     pub(crate) fn next_deadline(&mut self) -> Option<u64> {
         while let Some(top) = self.heap.peek() {
             if Self::is_live(&self.slots, top.key, top.id) {
-                return Some(top.when);
+                return (top.when != NEVER).then_some(top.when);
             }
             self.heap.pop();
             self.stale = self.stale.saturating_sub(1);
@@ -261,10 +292,72 @@ impl Timers {
         self.heap.len()
     }
 
+    /// Records the present number of timers as a use (once per iteration).
+    #[inline]
+    pub(crate) fn note_use(&mut self) {
+        self.slot_peak.note(self.slots.len());
+        self.heap_peak.note(self.heap.len());
+    }
+
+    /// Ends a window of use: gives back the room a past burst of timers needed. The
+    /// heap shrinks (after dropping its stale entries); the slab drops its vacant
+    /// tail, down to its highest live key. Keys and ids stay valid.
+    pub(crate) fn trim(&mut self) {
+        if let Some(keep) = self
+            .heap_peak
+            .end_window(self.heap.capacity(), self.heap.len())
+        {
+            if self.stale > 0 {
+                let slots = &self.slots;
+                self.heap.retain(|e| Self::is_live(slots, e.key, e.id));
+                self.stale = 0;
+            }
+            self.heap.shrink_to(keep);
+        }
+        let target = self
+            .slot_peak
+            .end_window(self.slots.capacity(), self.slots.len());
+        if let Some(keep) = target
+            && !self.slab_is_pinned()
+        {
+            if self.slots.is_empty() {
+                self.slots = Slab::with_capacity(keep);
+            } else {
+                // Drops the vacant tail and, if there was one, relinks the vacant
+                // slots lowest first, so that the new tail can empty in turn.
+                self.slots.shrink_to_fit();
+                if is_oversized(self.slots.capacity(), self.slots.len()) {
+                    let top = self.slots.iter().next_back().map(|(k, _)| key_u32(k));
+                    self.pinned_by = top.map(|k| (k, self.slots.capacity()));
+                }
+            }
+        }
+    }
+
+    /// Whether the store holds room that [`trim`](Timers::trim) would give back if
+    /// its use stays as it is now.
+    pub(crate) fn is_oversized(&self) -> bool {
+        is_oversized(self.heap.capacity(), self.heap.len())
+            || (!self.slab_is_pinned() && is_oversized(self.slots.capacity(), self.slots.len()))
+    }
+
+    /// Whether the slab is as small as its highest live key lets it be.
+    fn slab_is_pinned(&self) -> bool {
+        self.pinned_by
+            .is_some_and(|(_, capacity)| capacity == self.slots.capacity())
+    }
+
+    /// The slab's and the heap's capacities, in entries.
+    pub(crate) fn capacities(&self) -> (usize, usize) {
+        (self.slots.capacity(), self.heap.capacity())
+    }
+
     /// Forgets every timer, handing the callbacks back to be dropped by the caller.
+    /// The heap's buffer goes too.
     pub(crate) fn clear(&mut self) -> Slab<TimerSlot> {
-        self.heap.clear();
+        self.heap = QuadHeap::default();
         self.stale = 0;
+        self.pinned_by = None;
         std::mem::take(&mut self.slots)
     }
 }
@@ -335,6 +428,19 @@ mod tests {
     }
 
     #[test]
+    fn a_never_deadline_is_not_reported_and_never_pops() {
+        let mut t = Timers::new();
+        at(&mut t, NEVER);
+        at(&mut t, NEVER);
+        assert_eq!(t.next_deadline(), None);
+        assert!(expired(&mut t, NEVER - 1).is_empty());
+        let (k, i) = at(&mut t, 7);
+        assert_eq!(t.next_deadline(), Some(7));
+        t.cancel(k, i);
+        assert_eq!(t.next_deadline(), None);
+    }
+
+    #[test]
     fn next_deadline_skips_cancelled() {
         let mut t = Timers::new();
         let (k, i) = at(&mut t, 5);
@@ -352,6 +458,34 @@ mod tests {
         assert_eq!(expired(&mut t, 1), vec![i]);
         assert!(t.cancel(k, i).is_some());
         assert!(t.take(k, i).is_none());
+    }
+
+    #[test]
+    fn trim_gives_back_a_bursts_room_down_to_the_highest_live_key() {
+        use crate::capacity::FLOOR;
+        let mut t = Timers::new();
+        let all: Vec<_> = (0..10_000).map(|i| at(&mut t, 1_000 + i)).collect();
+        t.note_use();
+        let (low, high) = (all[0], all[9_999]);
+        for &(k, i) in &all[1..9_999] {
+            t.cancel(k, i);
+        }
+        for _ in 0..3 {
+            t.trim(); // the burst's window, then two quiet ones
+        }
+        let (slots, heap) = t.capacities();
+        assert!(heap <= FLOOR, "heap kept {heap}");
+        assert!(slots >= 10_000, "the highest live key pins the slab");
+        assert!(!t.is_oversized(), "nothing more to give back for now");
+        t.cancel(high.0, high.1);
+        assert!(t.is_oversized());
+        t.trim();
+        assert!(t.capacities().0 <= FLOOR, "slab kept {}", t.capacities().0);
+        assert_eq!(t.next_deadline(), Some(1_000));
+        assert!(
+            t.cancel(low.0, low.1).is_some(),
+            "the survivor's key still works"
+        );
     }
 
     #[test]

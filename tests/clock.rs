@@ -193,3 +193,134 @@ fn a_timer_made_due_by_advance_from_a_callback_runs_without_blocking() {
         start.elapsed()
     );
 }
+
+/// Far enough ahead to be past any clock's range (about 438 years).
+const MILLENNIUM: Duration = Duration::from_secs(1000 * 365 * 24 * 3600);
+
+/// Runs `lp` until another thread stops it, `after` from now: a loop left with
+/// nothing but timers that never come due waits for I/O instead of jumping.
+fn run_until_stopped_from_another_thread(lp: &Loop, after: Duration) {
+    let remote = lp.remote();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(after);
+        remote.stop();
+    });
+    lp.run_forever().unwrap();
+    stopper.join().unwrap();
+}
+
+/// Issue 8: auto-advance on an idle loop used to jump ~438 years to fire
+/// `call_later(Duration::MAX)`, after which every timer saturated and was due at once.
+#[test]
+fn a_timer_beyond_the_clocks_range_never_fires_nor_moves_virtual_time() {
+    let (lp, _clock) = manual_loop();
+    let start = lp.time();
+    let ran = util::Counter::new();
+    let r = ran.clone();
+    let never = lp.call_later(Duration::MAX, move |_| r.inc());
+    let r = ran.clone();
+    lp.call_at(start + MILLENNIUM, move |_| r.inc());
+    assert_eq!(lp.next_timeout(), None, "nothing will ever be due");
+    run_until_stopped_from_another_thread(&lp, Duration::from_millis(30));
+    assert_eq!(ran.get(), 0);
+    assert_eq!(lp.time(), start, "virtual time stood still");
+    assert!(!never.is_cancelled());
+
+    // Later timers keep their meaning: one second is one virtual second.
+    let fired_at = Events::new();
+    let f = fired_at.clone();
+    lp.call_later(Duration::from_secs(1), move |lp| {
+        f.push(lp.time() - start);
+        lp.stop();
+    });
+    lp.run_forever().unwrap();
+    assert_eq!(fired_at.get(), [Duration::from_secs(1)]);
+    assert_eq!(ran.get(), 0);
+    never.cancel();
+    assert!(never.is_cancelled());
+}
+
+#[test]
+fn advancing_past_the_clocks_range_stops_at_its_end() {
+    let (lp, clock) = manual_loop();
+    clock.set_auto_advance(false);
+    let start = lp.time();
+    let fired = Events::new();
+    let f = fired.clone();
+    lp.call_later(HOUR, move |_| f.push("hour"));
+    let f = fired.clone();
+    lp.call_later(Duration::MAX, move |_| f.push("never"));
+    clock.advance(Duration::MAX);
+    clock.advance(Duration::MAX); // no overflow
+    let end = lp.time();
+    assert!(end - start > Duration::from_secs(400 * 365 * 24 * 3600));
+    lp.run_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!(fired.get(), ["hour"]);
+
+    // At the end of the range a zero delay is still due; any other is beyond it.
+    let f = fired.clone();
+    lp.call_later(Duration::ZERO, move |_| f.push("zero"));
+    let f = fired.clone();
+    lp.call_later(Duration::from_secs(1), move |_| f.push("one second"));
+    lp.run_once(Some(Duration::ZERO)).unwrap();
+    lp.run_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!(fired.get(), ["hour", "zero"]);
+    assert_eq!(lp.time(), end);
+    assert_eq!(lp.next_timeout(), None);
+}
+
+#[test]
+fn sleep_and_timeout_of_duration_max_wait_for_ever_on_a_manual_clock() {
+    let (lp, _clock) = manual_loop();
+    let start = lp.time();
+    let (a, b) = util::socketpair();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&b);
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        util::send(&a, b"x");
+        a
+    });
+    let out = lp
+        .run_until_complete(async move {
+            // No deadline: the loop waits for the fd instead of jumping to "never".
+            let io = evloop::timeout(Duration::MAX, evloop::net::readable(fd)).await;
+            let at_io = evloop::Loop::current().unwrap().time();
+            // A sleep that never ends loses to any real deadline, exactly on time.
+            let slept = evloop::timeout(HOUR, evloop::sleep(Duration::MAX)).await;
+            let mut every = evloop::interval(Duration::MAX);
+            every.tick().await;
+            let second_tick = evloop::timeout(HOUR, every.tick()).await;
+            (io.map(|r| r.is_ok()), at_io, slept, second_tick.is_err())
+        })
+        .unwrap();
+    drop(writer.join().unwrap());
+    drop(b);
+    assert_eq!(out.0, Ok(true));
+    assert_eq!(
+        out.1, start,
+        "virtual time stood still while waiting for I/O"
+    );
+    assert_eq!(out.2, Err(evloop::TimeoutError));
+    assert!(out.3, "an interval of Duration::MAX ticks once");
+    assert_eq!(lp.time() - start, 2 * HOUR);
+}
+
+#[test]
+fn a_timer_beyond_the_range_on_the_system_clock_never_wakes_the_loop() {
+    let lp = Loop::new().unwrap();
+    let ran = util::Counter::new();
+    let r = ran.clone();
+    lp.call_later(Duration::MAX, move |_| r.inc());
+    let r = ran.clone();
+    lp.call_at(lp.time() + MILLENNIUM, move |_| r.inc());
+    assert_eq!(lp.next_timeout(), None);
+    lp.run_once(Some(Duration::ZERO)).unwrap();
+    // The timerfd is left disarmed: the loop's fd does not become readable.
+    assert!(!util::poll_readable(
+        lp.as_raw_fd(),
+        Duration::from_millis(30)
+    ));
+    run_until_stopped_from_another_thread(&lp, Duration::from_millis(30));
+    assert_eq!(ran.get(), 0);
+    assert_eq!(lp.next_timeout(), None);
+}

@@ -13,7 +13,7 @@ use std::time::Instant;
 use super::{Loop, WeakLoop};
 use crate::errors::{Error, ErrorContext};
 use crate::ready::{Entry, Packed, Runnable, RunnableId};
-use crate::remote::CallCell;
+use crate::remote::{CallCell, POOL_MAX};
 use crate::source::{SourceHandler, SourceId};
 
 impl Loop {
@@ -67,9 +67,13 @@ impl Loop {
         self.inner.stats.iterations.get()
     }
 
-    /// Keeps a spent threadsafe-call cell for reuse.
+    /// Keeps a spent threadsafe-call cell for reuse (up to `POOL_MAX` of them: the
+    /// pool takes no more, so the rest are freed at once).
     pub(crate) fn recycle_cell(&self, cell: Arc<CallCell>) {
-        self.inner.recycled.borrow_mut().push(cell);
+        let mut recycled = self.inner.recycled.borrow_mut();
+        if recycled.len() < POOL_MAX {
+            recycled.push(cell);
+        } // else `cell` is freed: spent, it holds no closure
     }
 
     /// A reference that does not keep the loop alive.

@@ -11,9 +11,10 @@ use crate::source::Readiness;
 use crate::stats::add;
 
 /// While callbacks keep the loop busy, the OS is polled (without blocking) on at
-/// least every this many iterations, so that I/O is never starved; an idle loop
-/// polls, blocking, on every iteration. Skipping the poll syscall on the others is
-/// what makes a chain of callbacks cheap.
+/// least every this many-th iteration: after a poll, at most `POLL_INTERVAL - 1`
+/// iterations skip it, so a ready fd waits at most `POLL_INTERVAL` iterations. An
+/// idle or blocking iteration always polls. Skipping the poll syscall on the others
+/// is what makes a chain of callbacks cheap.
 pub(crate) const POLL_INTERVAL: u32 = 32;
 
 /// Restores the loop's idle state when a run ends, even by a panic.
@@ -147,9 +148,16 @@ impl Loop {
         // poll now rather than spin through iterations that skip it.
         let blocking = timeout != Some(Duration::ZERO);
         let jump = !busy && inner.clock.auto_advances();
-        if blocking || jump || always_poll || inner.unpolled.get() >= POLL_INTERVAL {
+        // This iteration is the `unpolled + 1`-th since the last poll.
+        let poll_due = inner.unpolled.get() + 1 >= POLL_INTERVAL;
+        if blocking || jump || always_poll || poll_due {
             inner.unpolled.set(0);
             if blocking {
+                // Memory a burst needed comes back at the window's end even if the
+                // loop has nothing else to do by then.
+                if let Some(wait) = self.trim_wait() {
+                    timeout = Some(timeout.map_or(wait, |t| t.min(wait)));
+                }
                 self.arm_timerfd();
                 if !inner.shared.prepare_sleep() {
                     timeout = Some(Duration::ZERO);
@@ -170,6 +178,7 @@ impl Loop {
             inner.shared.awake();
             let after = Instant::now();
             inner.last_poll.set(Some(after));
+            self.trim_if_due(after);
             let stats = &inner.stats;
             add(&stats.polls, 1);
             if blocking {
@@ -202,6 +211,7 @@ impl Loop {
         // 3. Timers.
         {
             let mut timers = inner.timers.borrow_mut();
+            timers.note_use();
             if !timers.is_empty() {
                 let now = inner.clock.now_ns();
                 let mut ready = inner.ready.borrow_mut();
@@ -221,7 +231,12 @@ impl Loop {
         }
         if inner.shared.has_pending() {
             let mut drained = inner.drained.borrow_mut();
-            inner.shared.drain(&mut drained);
+            if let Some(shard_capacity) = inner.shared.drain(&mut drained) {
+                inner.shard_capacity.set(shard_capacity);
+            }
+            let mut peak = inner.remote_peak.get();
+            peak.note(drained.len());
+            inner.remote_peak.set(peak);
             let mut ready = inner.ready.borrow_mut();
             add(&inner.stats.remote_calls, drained.len() as u64);
             for call in drained.drain(..) {
@@ -230,7 +245,11 @@ impl Loop {
         }
 
         // 5. Run exactly what is queued now.
-        let n = inner.ready.borrow().len();
+        let n = {
+            let mut ready = inner.ready.borrow_mut();
+            ready.note_use();
+            ready.len()
+        };
         let stats = &inner.stats;
         add(&stats.iterations, 1);
         if n > stats.ready_high_water.get() {
