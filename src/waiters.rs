@@ -1,0 +1,305 @@
+//! The wait queue of everything that futures wait on: a FIFO of parked waiters, each
+//! with the waker to call when its turn comes. Under every primitive of `sync/`, a
+//! [`Promise`](crate::Promise)'s awaiters and a `Server`'s `wait_closed` futures.
+//!
+//! Every operation is O(1), and a waiter that leaves (its future dropped: a timeout
+//! expired, a task was cancelled) takes its waker with it, so a long-lived thing that
+//! many short-lived futures wait on never accumulates dead wakers.
+//!
+//! A waiter gets a key when it parks ([`WaitQueue::push`]) and keeps it until it
+//! leaves ([`WaitQueue::remove`]). In between, the primitive may *notify* it: the
+//! entry leaves the FIFO but stays in the slab, marked notified, until its owner
+//! comes to collect (or, dropped, hands on what it was given). Only the owner removes
+//! its entry, so a key is never reused while someone still holds it.
+//!
+//! Wakers are never woken, nor dropped, while the primitive's `RefCell` is borrowed:
+//! they are collected in a [`Wakeups`] that runs them once the borrow has ended, so a
+//! waker that re-enters the primitive (or drops a task that does) finds it free.
+
+use std::mem;
+use std::task::Waker;
+
+use slab::Slab;
+
+/// One parked waiter.
+struct Entry {
+    /// What to wake when the entry is notified. `None` once it has been taken to be
+    /// woken (the entry is then notified).
+    waker: Option<Waker>,
+    /// The entry's neighbours in the FIFO while it is queued; `None` once notified.
+    /// An entry is queued or notified, never both, and never goes back.
+    links: Option<Links>,
+}
+
+#[derive(Clone, Copy)]
+struct Links {
+    prev: Option<usize>,
+    next: Option<usize>,
+}
+
+/// A FIFO of waiters: push at the tail, notify from the head, remove from anywhere,
+/// each in O(1) (an intrusive doubly linked list threaded through a slab).
+#[derive(Default)]
+pub(crate) struct WaitQueue {
+    /// Every entry whose owner has not removed it yet: queued and notified ones.
+    entries: Slab<Entry>,
+    /// The oldest queued entry. `None` exactly when no entry is queued.
+    head: Option<usize>,
+    /// The newest queued entry. `None` exactly when `head` is.
+    tail: Option<usize>,
+    /// How many entries are queued (linked between `head` and `tail`).
+    queued: usize,
+}
+
+impl WaitQueue {
+    /// Parks a new waiter at the tail; returns its key.
+    pub(crate) fn push(&mut self, waker: &Waker) -> usize {
+        let key = self.entries.insert(Entry {
+            waker: Some(waker.clone()),
+            links: Some(Links {
+                prev: self.tail,
+                next: None,
+            }),
+        });
+        match self.tail {
+            Some(tail) => self.links_mut(tail).next = Some(key),
+            None => self.head = Some(key),
+        }
+        self.tail = Some(key);
+        self.queued += 1;
+        key
+    }
+
+    /// Whether waiter `key` has been notified (it is no longer queued).
+    pub(crate) fn is_notified(&self, key: usize) -> bool {
+        self.entries[key].links.is_none()
+    }
+
+    /// Makes sure a queued waiter `key` will wake `waker`. A waker it replaces is
+    /// dropped by `wakeups`.
+    pub(crate) fn register(&mut self, key: usize, waker: &Waker, wakeups: &mut Wakeups) {
+        let entry = &mut self.entries[key];
+        if entry.links.is_none() {
+            return; // notified: nothing will wake it again
+        }
+        match &entry.waker {
+            Some(old) if old.will_wake(waker) => {}
+            _ => {
+                if let Some(old) = entry.waker.replace(waker.clone()) {
+                    wakeups.discard(old);
+                }
+            }
+        }
+    }
+
+    /// Notifies the oldest queued waiter, if there is one; its waker goes to
+    /// `wakeups`. Returns whether a waiter was notified.
+    pub(crate) fn notify_one(&mut self, wakeups: &mut Wakeups) -> bool {
+        let Some(key) = self.head else {
+            return false;
+        };
+        self.unlink(key);
+        if let Some(waker) = self.entries[key].waker.take() {
+            wakeups.wake(waker);
+        }
+        true
+    }
+
+    /// Notifies every queued waiter, oldest first.
+    pub(crate) fn notify_all(&mut self, wakeups: &mut Wakeups) {
+        while self.notify_one(wakeups) {}
+    }
+
+    /// Removes waiter `key`, queued or notified; returns whether it had been notified.
+    pub(crate) fn remove(&mut self, key: usize, wakeups: &mut Wakeups) -> bool {
+        let notified = self.is_notified(key);
+        if !notified {
+            self.unlink(key);
+        }
+        if let Some(waker) = self.entries.remove(key).waker {
+            wakeups.discard(waker);
+        }
+        notified
+    }
+
+    /// How many waiters are queued (not yet notified).
+    pub(crate) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    fn links_mut(&mut self, key: usize) -> &mut Links {
+        self.entries[key]
+            .links
+            .as_mut()
+            .expect("wait queue: linked entry is not queued")
+    }
+
+    /// Takes queued entry `key` out of the FIFO, leaving it notified.
+    fn unlink(&mut self, key: usize) {
+        let links = self.entries[key]
+            .links
+            .take()
+            .expect("wait queue: unlinking an entry that is not queued");
+        match links.prev {
+            Some(prev) => self.links_mut(prev).next = links.next,
+            None => self.head = links.next,
+        }
+        match links.next {
+            Some(next) => self.links_mut(next).prev = links.prev,
+            None => self.tail = links.prev,
+        }
+        self.queued -= 1;
+    }
+}
+
+/// Wakers to wake, and stale wakers to drop, once the primitive is no longer
+/// borrowed.
+///
+/// Declare it *before* the `RefCell` borrow it serves: locals drop in reverse order,
+/// so the borrow ends first and then `Wakeups` runs, even when unwinding.
+#[derive(Default)]
+pub(crate) struct Wakeups {
+    wake: Wakers,
+    discard: Wakers,
+}
+
+impl Wakeups {
+    /// Queues `waker` to be woken.
+    pub(crate) fn wake(&mut self, waker: Waker) {
+        self.wake.push(waker);
+    }
+
+    /// Queues `waker` to be dropped without waking.
+    pub(crate) fn discard(&mut self, waker: Waker) {
+        self.discard.push(waker);
+    }
+}
+
+impl Drop for Wakeups {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // Most operations wake nobody: make that path a couple of compares.
+        if self.discard.first.is_some() {
+            drop(mem::take(&mut self.discard));
+        }
+        if let Some(first) = self.wake.first.take() {
+            let rest = mem::take(&mut self.wake.rest);
+            first.wake();
+            rest.into_iter().for_each(Waker::wake);
+        }
+    }
+}
+
+/// A list of wakers that does not allocate for the common case of one.
+#[derive(Default)]
+struct Wakers {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
+
+impl Wakers {
+    fn push(&mut self, waker: Waker) {
+        if self.first.is_none() {
+            self.first = Some(waker);
+        } else {
+            self.rest.push(waker);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    use super::*;
+
+    /// A waker that counts its wakes.
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counter() -> (Arc<Counter>, Waker) {
+        let c = Arc::new(Counter(AtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+
+    fn wakes(c: &Counter) -> usize {
+        c.0.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn notifies_in_fifo_order() {
+        let mut q = WaitQueue::default();
+        let (ca, a) = counter();
+        let (cb, b) = counter();
+        let ka = q.push(&a);
+        let kb = q.push(&b);
+        assert_eq!(q.queued(), 2);
+
+        let mut w = Wakeups::default();
+        assert!(q.notify_one(&mut w));
+        assert!(q.is_notified(ka) && !q.is_notified(kb));
+        assert_eq!(wakes(&ca), 0, "woken only when the Wakeups drops");
+        drop(w);
+        assert_eq!((wakes(&ca), wakes(&cb)), (1, 0));
+
+        let mut w = Wakeups::default();
+        assert!(q.notify_one(&mut w));
+        assert!(!q.notify_one(&mut w));
+        drop(w);
+        assert_eq!((wakes(&ca), wakes(&cb)), (1, 1));
+        assert_eq!(q.queued(), 0);
+    }
+
+    #[test]
+    fn remove_from_the_middle_keeps_the_order() {
+        let mut q = WaitQueue::default();
+        let (c0, w0) = counter();
+        let (c1, w1) = counter();
+        let (c2, w2) = counter();
+        let _k0 = q.push(&w0);
+        let k1 = q.push(&w1);
+        let _k2 = q.push(&w2);
+        let mut w = Wakeups::default();
+        assert!(!q.remove(k1, &mut w), "k1 was only queued");
+        assert_eq!(q.queued(), 2);
+        q.notify_all(&mut w);
+        drop(w);
+        assert_eq!((wakes(&c0), wakes(&c1), wakes(&c2)), (1, 0, 1));
+    }
+
+    #[test]
+    fn remove_reports_notification_and_frees_the_key() {
+        let mut q = WaitQueue::default();
+        let (_, a) = counter();
+        let k = q.push(&a);
+        let mut w = Wakeups::default();
+        q.notify_one(&mut w);
+        assert!(q.remove(k, &mut w));
+        assert_eq!(q.entries.len(), 0);
+        // The freed slot is reused, and the new entry starts queued.
+        let k2 = q.push(&a);
+        assert_eq!(k2, k);
+        assert!(!q.is_notified(k2));
+        assert_eq!((q.head, q.tail), (Some(k2), Some(k2)));
+    }
+
+    #[test]
+    fn register_replaces_a_different_waker() {
+        let mut q = WaitQueue::default();
+        let (ca, a) = counter();
+        let (cb, b) = counter();
+        let k = q.push(&a);
+        let mut w = Wakeups::default();
+        q.register(k, &b, &mut w);
+        q.notify_one(&mut w);
+        drop(w);
+        assert_eq!((wakes(&ca), wakes(&cb)), (0, 1));
+    }
+}
