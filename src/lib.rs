@@ -80,6 +80,7 @@ mod task_group;
 pub mod test;
 mod time;
 mod timers;
+mod waiters;
 
 pub use clock::Clock;
 pub use errors::{Cancelled, Error, ErrorContext, InvalidState};

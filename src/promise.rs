@@ -6,10 +6,11 @@ use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use crate::errors::{Cancelled, InvalidState};
 use crate::event_loop::{Loop, WeakLoop};
+use crate::waiters::{WaitQueue, Wakeups};
 
 /// Identifies a done-callback, to remove it with `remove_done_callback`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,7 +27,12 @@ type DoneCallback<T> = Box<dyn FnOnce(&Loop, &Result<T, Cancelled>)>;
 /// - Done-callbacks run through [`call_soon`](Loop::call_soon), never inline inside
 ///   `set_result` or `cancel`, in the order they were added. One added to a promise
 ///   that is already done is scheduled at once.
-/// - `Clone`: all clones are the same promise.
+/// - `Clone`: all clones are the same promise. Each clone is its own awaiter: while
+///   one waits (it returned `Pending`), the promise keeps that clone's latest waker,
+///   one per clone however often it is polled, and dropping the clone (a timeout
+///   that expired, a cancelled task) takes its waker off the promise at once, in
+///   O(1). So a long-lived promise (a shutdown signal) that many short-lived futures
+///   await never accumulates their wakers.
 /// - Debug mode reports a promise dropped unresolved while tasks await it (they can
 ///   never complete).
 /// - A promise holds its loop weakly; completing it after the loop is gone or closed
@@ -46,31 +52,32 @@ type DoneCallback<T> = Box<dyn FnOnce(&Loop, &Result<T, Cancelled>)>;
 /// ```
 pub struct Promise<T> {
     inner: Rc<PromiseInner<T>>,
-    /// This handle is being awaited (it returned `Pending` and is not done).
-    awaiting: Cell<bool>,
+    /// This handle's entry in `PromiseInner::waiters`: `Some` from the poll that
+    /// returned `Pending` until the poll that returns `Ready`, or the drop. Only this
+    /// handle removes the entry, so the key is never reused while held.
+    key: Cell<Option<usize>>,
 }
 
 struct PromiseInner<T> {
     lp: WeakLoop,
     /// Where the promise was created, for debug reports.
     location: &'static Location<'static>,
-    /// How many handles are being awaited: when every other handle is gone, nobody
-    /// can resolve the promise any more.
-    awaiting: Cell<usize>,
     /// Set exactly once, by `set_result` or `cancel`.
     result: OnceCell<Result<T, Cancelled>>,
     /// Callbacks waiting for the result. Empty once done: they have been scheduled.
     callbacks: RefCell<Vec<(u64, DoneCallback<T>)>>,
     next_callback: Cell<u64>,
-    /// Tasks awaiting the promise.
-    wakers: RefCell<Vec<Waker>>,
+    /// The handles awaiting the promise, one entry each (see `Promise::key`). While
+    /// the promise is pending every entry is queued, so `queued()` counts the
+    /// awaiting handles: when every other handle awaits, nobody can resolve it.
+    waiters: RefCell<WaitQueue>,
 }
 
 impl<T> Clone for Promise<T> {
     fn clone(&self) -> Self {
         Promise {
             inner: self.inner.clone(),
-            awaiting: Cell::new(false),
+            key: Cell::new(None),
         }
     }
 }
@@ -78,13 +85,15 @@ impl<T> Clone for Promise<T> {
 impl<T> Drop for Promise<T> {
     fn drop(&mut self) {
         let inner = &self.inner;
-        if self.awaiting.get() {
-            inner.awaiting.set(inner.awaiting.get() - 1);
+        if let Some(key) = self.key.take() {
+            // Declared before the borrow: the waker is dropped after it ends.
+            let mut wakeups = Wakeups::default();
+            inner.waiters.borrow_mut().remove(key, &mut wakeups);
         }
         let others = Rc::strong_count(inner) - 1;
         if inner.result.get().is_none()
             && others > 0
-            && others == inner.awaiting.get()
+            && others == inner.waiters.borrow().queued()
             && let Some(lp) = inner.lp.upgrade()
             && lp.debug()
         {
@@ -107,15 +116,14 @@ impl Loop {
         // what was pending is fine (its callbacks will not run).
         let _ = self.closing_drops("create_promise");
         Promise {
-            awaiting: Cell::new(false),
+            key: Cell::new(None),
             inner: Rc::new(PromiseInner {
                 lp: self.downgrade(),
                 location: Location::caller(),
-                awaiting: Cell::new(0),
                 result: OnceCell::new(),
                 callbacks: RefCell::new(Vec::new()),
                 next_callback: Cell::new(0),
-                wakers: RefCell::new(Vec::new()),
+                waiters: RefCell::new(WaitQueue::default()),
             }),
         }
     }
@@ -190,10 +198,9 @@ impl<T: 'static> Promise<T> {
         for (_, f) in callbacks {
             self.schedule(f);
         }
-        let wakers = std::mem::take(&mut *self.inner.wakers.borrow_mut());
-        for w in wakers {
-            w.wake();
-        }
+        // Declared before the borrow: the wakers run after it ends, oldest first.
+        let mut wakeups = Wakeups::default();
+        self.inner.waiters.borrow_mut().notify_all(&mut wakeups);
         Ok(())
     }
 
@@ -213,19 +220,22 @@ impl<T: 'static> Promise<T> {
 impl<T: Clone + 'static> Future for Promise<T> {
     type Output = Result<T, Cancelled>;
 
+    /// Each poll costs O(1): a handle keeps one entry in the promise's waiters, whose
+    /// waker a re-poll replaces only if it would not wake the same task.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Declared before the borrow: a replaced waker is dropped after it ends.
+        let mut wakeups = Wakeups::default();
+        let mut waiters = self.inner.waiters.borrow_mut();
         if let Some(r) = self.inner.result.get() {
-            if self.awaiting.replace(false) {
-                self.inner.awaiting.set(self.inner.awaiting.get() - 1);
+            if let Some(key) = self.key.take() {
+                waiters.remove(key, &mut wakeups);
             }
+            drop(waiters);
             return Poll::Ready(r.clone());
         }
-        if !self.awaiting.replace(true) {
-            self.inner.awaiting.set(self.inner.awaiting.get() + 1);
-        }
-        let mut wakers = self.inner.wakers.borrow_mut();
-        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            wakers.push(cx.waker().clone());
+        match self.key.get() {
+            Some(key) => waiters.register(key, cx.waker(), &mut wakeups),
+            None => self.key.set(Some(waiters.push(cx.waker()))),
         }
         Poll::Pending
     }
