@@ -6,7 +6,7 @@ use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use crate::errors::{Cancelled, InvalidState};
 use crate::event_loop::{Loop, WeakLoop};
@@ -52,10 +52,11 @@ type DoneCallback<T> = Box<dyn FnOnce(&Loop, &Result<T, Cancelled>)>;
 /// ```
 pub struct Promise<T> {
     inner: Rc<PromiseInner<T>>,
-    /// This handle's entry in `PromiseInner::waiters`: `Some` from the poll that
+    /// This handle's entry in `PromiseInner::awaiters`: `Some` from the poll that
     /// returned `Pending` until the poll that returns `Ready`, or the drop. Only this
-    /// handle removes the entry, so the key is never reused while held.
-    key: Cell<Option<usize>>,
+    /// handle removes the entry, so the key is never reused while held; once the
+    /// promise is done the key means nothing (the awaiters were all woken and let go).
+    key: Cell<Option<u32>>,
 }
 
 struct PromiseInner<T> {
@@ -67,10 +68,72 @@ struct PromiseInner<T> {
     /// Callbacks waiting for the result. Empty once done: they have been scheduled.
     callbacks: RefCell<Vec<(u64, DoneCallback<T>)>>,
     next_callback: Cell<u64>,
-    /// The handles awaiting the promise, one entry each (see `Promise::key`). While
-    /// the promise is pending every entry is queued, so `queued()` counts the
-    /// awaiting handles: when every other handle awaits, nobody can resolve it.
-    waiters: RefCell<WaitQueue>,
+    /// The wakers of the handles awaiting the promise, one each (see
+    /// `Promise::key`). Taken whole (and woken) when the promise completes.
+    awaiters: RefCell<Awaiters>,
+}
+
+/// The wakers of the handles awaiting a pending promise, in the order they started
+/// waiting, each removable in O(1) by its key. One awaiter, the common case, is
+/// stored inline, without allocating.
+#[derive(Default)]
+struct Awaiters {
+    /// Key 0. Taken only while `rest` is empty, so it is always the oldest waiter.
+    first: Option<Waker>,
+    /// Key `k + 1` for `rest`'s key `k`. Its entries are never notified: the whole
+    /// set is taken and woken at once.
+    rest: WaitQueue,
+}
+
+impl Awaiters {
+    fn push(&mut self, waker: &Waker) -> u32 {
+        if self.first.is_none() && self.rest.queued() == 0 {
+            self.first = Some(waker.clone());
+            return 0;
+        }
+        u32::try_from(self.rest.push(waker) + 1).expect("more than 4 billion awaiters")
+    }
+
+    /// Makes entry `key` wake `waker`; hands back the waker replaced.
+    fn replace(&mut self, key: u32, waker: &Waker) -> Option<Waker> {
+        match key {
+            0 => match &self.first {
+                Some(old) if old.will_wake(waker) => None,
+                _ => self.first.replace(waker.clone()),
+            },
+            k => self.rest.replace(k as usize - 1, waker),
+        }
+    }
+
+    /// Removes entry `key`; hands back its waker.
+    fn remove(&mut self, key: u32) -> Option<Waker> {
+        match key {
+            0 => self.first.take(),
+            k => self.rest.take(k as usize - 1).1,
+        }
+    }
+
+    /// How many handles are awaiting.
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.queued()
+    }
+
+    /// Wakes everyone, oldest first (with no borrow held: `self` was taken out).
+    fn wake_all(self) {
+        let Awaiters { first, mut rest } = self;
+        if rest.queued() == 0 {
+            if let Some(first) = first {
+                first.wake();
+            }
+            return;
+        }
+        let mut wakeups = Wakeups::default();
+        if let Some(first) = first {
+            wakeups.wake(first);
+        }
+        rest.notify_all(&mut wakeups);
+        drop(wakeups); // wakes them, then the emptied queue is dropped
+    }
 }
 
 impl<T> Clone for Promise<T> {
@@ -85,15 +148,16 @@ impl<T> Clone for Promise<T> {
 impl<T> Drop for Promise<T> {
     fn drop(&mut self) {
         let inner = &self.inner;
-        if let Some(key) = self.key.take() {
-            // Declared before the borrow: the waker is dropped after it ends.
-            let mut wakeups = Wakeups::default();
-            inner.waiters.borrow_mut().remove(key, &mut wakeups);
+        if let Some(key) = self.key.take()
+            && inner.result.get().is_none()
+        {
+            let waker = inner.awaiters.borrow_mut().remove(key);
+            drop(waker); // after the borrow
         }
         let others = Rc::strong_count(inner) - 1;
         if inner.result.get().is_none()
             && others > 0
-            && others == inner.waiters.borrow().queued()
+            && others == inner.awaiters.borrow().len()
             && let Some(lp) = inner.lp.upgrade()
             && lp.debug()
         {
@@ -123,7 +187,7 @@ impl Loop {
                 result: OnceCell::new(),
                 callbacks: RefCell::new(Vec::new()),
                 next_callback: Cell::new(0),
-                waiters: RefCell::new(WaitQueue::default()),
+                awaiters: RefCell::new(Awaiters::default()),
             }),
         }
     }
@@ -198,9 +262,8 @@ impl<T: 'static> Promise<T> {
         for (_, f) in callbacks {
             self.schedule(f);
         }
-        // Declared before the borrow: the wakers run after it ends, oldest first.
-        let mut wakeups = Wakeups::default();
-        self.inner.waiters.borrow_mut().notify_all(&mut wakeups);
+        let awaiters = std::mem::take(&mut *self.inner.awaiters.borrow_mut());
+        awaiters.wake_all();
         Ok(())
     }
 
@@ -223,20 +286,20 @@ impl<T: Clone + 'static> Future for Promise<T> {
     /// Each poll costs O(1): a handle keeps one entry in the promise's waiters, whose
     /// waker a re-poll replaces only if it would not wake the same task.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // Declared before the borrow: a replaced waker is dropped after it ends.
-        let mut wakeups = Wakeups::default();
-        let mut waiters = self.inner.waiters.borrow_mut();
         if let Some(r) = self.inner.result.get() {
-            if let Some(key) = self.key.take() {
-                waiters.remove(key, &mut wakeups);
-            }
-            drop(waiters);
+            self.key.set(None); // woken and let go of by `complete`
             return Poll::Ready(r.clone());
         }
-        match self.key.get() {
-            Some(key) => waiters.register(key, cx.waker(), &mut wakeups),
-            None => self.key.set(Some(waiters.push(cx.waker()))),
-        }
+        let mut awaiters = self.inner.awaiters.borrow_mut();
+        let replaced = match self.key.get() {
+            Some(key) => awaiters.replace(key, cx.waker()),
+            None => {
+                self.key.set(Some(awaiters.push(cx.waker())));
+                None
+            }
+        };
+        drop(awaiters);
+        drop(replaced); // after the borrow
         Poll::Pending
     }
 }

@@ -146,15 +146,17 @@ fn promise_awaiters_are_woken_oldest_first() {
     let t1 = spawn(1);
     let t2 = spawn(2);
     let t3 = spawn(3);
+    let t4 = spawn(4);
     run_iterations(&lp, 1);
-    t2.cancel();
-    run_iterations(&lp, 1); // t2's awaiter leaves, its slot is free
-    let _t4 = spawn(4);
+    t1.cancel();
+    t3.cancel();
+    run_iterations(&lp, 1); // the oldest awaiter and a middle one leave
+    let t5 = spawn(5); // newer than 2 and 4, whatever slot it gets
     run_iterations(&lp, 1);
     p.set_result(()).unwrap();
     run_iterations(&lp, 3);
-    assert_eq!(*order.borrow(), [1, 3, 4]);
-    assert!(t1.is_done() && t3.is_done());
+    assert_eq!(*order.borrow(), [2, 4, 5]);
+    assert!(t2.is_done() && t4.is_done() && t5.is_done());
 }
 
 /// A `Task` has one awaiter: its latest waker is kept, an older one let go of, and
