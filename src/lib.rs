@@ -72,6 +72,7 @@ mod promise;
 mod ready;
 mod remote;
 mod remote_task;
+mod remote_wakes;
 mod source;
 mod stats;
 pub mod sync;

@@ -5,7 +5,8 @@
 //! `task_waker`): waking sets the task's `scheduled` flag and, if it was clear,
 //! queues one step. On the loop's own thread that is a push onto the ready queue (no
 //! lock, no syscall, no allocation); from another thread the word travels through
-//! the remote queue.
+//! the remote queue, once per task until the loop takes it (see `remote_wakes`:
+//! however many threads wake a pending task, one entry is queued for it).
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
