@@ -117,7 +117,8 @@ fn a_wake_during_or_after_a_step_is_never_lost() {
     const THREADS: usize = 2;
     const ROUNDS: usize = 5_000;
     let lp = Loop::new().unwrap();
-    let rounds: Arc<Vec<AtomicUsize>> = Arc::new((0..THREADS).map(|_| AtomicUsize::new(0)).collect());
+    let rounds: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..THREADS).map(|_| AtomicUsize::new(0)).collect());
     let acks: Arc<Vec<AtomicUsize>> = Arc::new((0..THREADS).map(|_| AtomicUsize::new(0)).collect());
     let slot = WakerSlot::new();
     let (r, a, s) = (rounds.clone(), acks.clone(), slot.clone());

@@ -87,9 +87,16 @@ fn dropped_promise_awaiters_let_go_of_their_wakers() {
 
     p.set_result(7).unwrap();
     run_iterations(&lp, 2);
-    assert_eq!(total_wakes(&cs[..N - 1]), 0, "dropped awaiters are never woken");
+    assert_eq!(
+        total_wakes(&cs[..N - 1]),
+        0,
+        "dropped awaiters are never woken"
+    );
     assert_eq!(wakes(survivor_waker), 1);
-    assert_eq!(poll(Pin::new(&mut survivor), survivor_waker), Poll::Ready(Ok(7)));
+    assert_eq!(
+        poll(Pin::new(&mut survivor), survivor_waker),
+        Poll::Ready(Ok(7))
+    );
     assert_eq!(held(survivor_waker), 0);
 }
 
@@ -120,7 +127,10 @@ fn repolled_promise_awaiters_keep_one_waker_each() {
     p.set_result(1).unwrap();
     run_iterations(&lp, 2);
     assert_eq!(total_wakes(&first), 0);
-    assert!(second.iter().all(|c| wakes(c) == 1), "each awaiter woken once");
+    assert!(
+        second.iter().all(|c| wakes(c) == 1),
+        "each awaiter woken once"
+    );
     for (a, c) in awaiters.iter_mut().zip(&second) {
         assert_eq!(poll(Pin::new(a), c), Poll::Ready(Ok(1)));
     }
@@ -223,7 +233,11 @@ fn dropped_wait_closed_futures_let_go_of_their_wakers() {
 
     server.close();
     run_iterations(&lp, 2);
-    assert_eq!(total_wakes(&cs[..N - 10]), 0, "dropped waiters are never woken");
+    assert_eq!(
+        total_wakes(&cs[..N - 10]),
+        0,
+        "dropped waiters are never woken"
+    );
     assert!(cs[N - 10..].iter().all(|c| wakes(c) == 1));
     for (mut w, c) in kept.into_iter().zip(&cs[N - 10..]) {
         assert!(poll(Pin::new(&mut w), c).is_ready());

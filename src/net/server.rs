@@ -418,7 +418,11 @@ impl Drop for WaitClosed {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             let mut wakeups = Wakeups::default();
-            self.server.inner.waiters.borrow_mut().remove(key, &mut wakeups);
+            self.server
+                .inner
+                .waiters
+                .borrow_mut()
+                .remove(key, &mut wakeups);
         }
     }
 }
