@@ -9,7 +9,7 @@
 //! already. So between two drains one entry is queued per task, however many
 //! threads wake it, however often; the drain that takes the entry bumps the epoch,
 //! which clears every mark at once, before any task is stepped. The loop's side costs
-//! one store and one fence per drain, nothing per wake.
+//! one store and one fence per drain, nothing per entry.
 //!
 //! The mark names the slot, not the task (a finished task's stale waker may mark
 //! the slot of a newer task with the same key), so the entry's step goes to whatever
@@ -55,7 +55,7 @@ const FIRST_BITS: u32 = 6;
 /// Exactly enough buckets for every key below `2^KEY_BITS`.
 const BUCKETS: usize = (KEY_BITS - FIRST_BITS + 1) as usize;
 
-/// How many slots bucket `b` has: as many as all the buckets before it (but the first).
+/// How many slots bucket `b` has: 64 for the first two, then twice the one before.
 fn bucket_len(b: usize) -> usize {
     1 << (FIRST_BITS as usize + b.saturating_sub(1))
 }
