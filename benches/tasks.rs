@@ -5,7 +5,7 @@
 //! ```text
 //! cargo bench --bench tasks                     # everything (~1-2 min)
 //! cargo bench --bench tasks -- task_pingpong    # one criterion group (a regex)
-//! cargo bench --bench tasks -- cross_thread     # the latency table
+//! cargo bench --bench tasks -- cross_thread     # the latency table and cross_thread_wakes
 //! ```
 //!
 //! Criterion groups (throughput; one iteration is one whole workload):
@@ -27,6 +27,13 @@
 //!   CPU: the loop's share). evloop's default pool is `min(32, cpus + 4)` threads;
 //!   tokio's `spawn_blocking` pool starts up to 512, so it runs both with its default
 //!   and capped at evloop's size.
+//! - `cross_thread_wakes`: the loop thread's side of wakes from other threads.
+//!   `drain`: 10,000 pending tasks, each woken once by a foreign thread before the
+//!   loop runs; then one iteration drains the remote queue and steps them all; ns
+//!   per wake (loop-thread CPU: the loop's cost of a cross-thread wake). `flood_one_task`:
+//!   4 threads wake one pending task 100,000 times each while the loop runs; ns per
+//!   wake until all are absorbed (wakes of one task are coalesced: the task is
+//!   stepped once per queued entry, not once per wake).
 //!
 //! Latency table (not criterion: printed after the groups):
 //! - `cross_thread_wake`: a foreign thread wakes a task on the loop, which replies by
@@ -78,6 +85,9 @@ struct Sizes {
     /// `run_in_executor`: jobs per iteration, in batches of `job_batch`.
     jobs: usize,
     job_batch: usize,
+    /// `cross_thread_wakes`: tasks woken per drain; wakes per flooding thread.
+    drain_tasks: usize,
+    flood_wakes: usize,
 }
 
 impl Sizes {
@@ -88,6 +98,8 @@ impl Sizes {
         wake_warmup: 2_000,
         jobs: 100_000,
         job_batch: 1_000,
+        drain_tasks: 10_000,
+        flood_wakes: 100_000,
     };
 
     const TEST: Sizes = Sizes {
@@ -97,6 +109,8 @@ impl Sizes {
         wake_warmup: 10,
         jobs: 200,
         job_batch: 50,
+        drain_tasks: 100,
+        flood_wakes: 1_000,
     };
 }
 
@@ -580,6 +594,72 @@ fn cross_thread_wake(run: &Run<Sizes>) {
     ]);
 }
 
+// ----- cross_thread_wakes -----
+
+/// A task that never completes and hands its waker out on its first poll.
+fn pending_with_waker(wakers: &Arc<Mutex<Vec<Waker>>>) -> impl Future<Output = ()> + 'static {
+    let wakers = wakers.clone();
+    let mut first = true;
+    std::future::poll_fn(move |cx| {
+        if std::mem::take(&mut first) {
+            wakers.lock().unwrap().push(cx.waker().clone());
+        }
+        Poll::Pending
+    })
+}
+
+fn cross_thread_wakes(c: &mut Criterion, run: &Run<Sizes>) {
+    let z = run.sizes;
+    let mut g = group(c, run, "cross_thread_wakes");
+
+    let lp = Loop::new().unwrap();
+    let wakers = Arc::new(Mutex::new(Vec::new()));
+    let tasks: Vec<_> = (0..z.drain_tasks)
+        .map(|_| lp.create_task(pending_with_waker(&wakers)))
+        .collect();
+    lp.run_once(Some(Duration::ZERO)).unwrap();
+    let all: Arc<Vec<Waker>> = Arc::new(std::mem::take(&mut *wakers.lock().unwrap()));
+    assert_eq!(all.len(), z.drain_tasks);
+    g.bench("drain", Per::Item(z.drain_tasks, "wake"), || {
+        let w = all.clone();
+        thread::spawn(move || w.iter().for_each(Waker::wake_by_ref))
+            .join()
+            .unwrap();
+        let s = Span::start();
+        lp.run_once(Some(Duration::ZERO)).unwrap();
+        s.stop()
+    });
+    drop(tasks);
+    drop(lp);
+
+    const FLOODERS: usize = 4;
+    let lp = Loop::new().unwrap();
+    let wakers = Arc::new(Mutex::new(Vec::new()));
+    let _task = lp.create_task(pending_with_waker(&wakers));
+    lp.run_once(Some(Duration::ZERO)).unwrap();
+    let waker = wakers.lock().unwrap().pop().unwrap();
+    g.bench(
+        "flood_one_task",
+        Per::Item(FLOODERS * z.flood_wakes, "wake"),
+        || {
+            let s = Span::start();
+            let threads: Vec<_> = (0..FLOODERS)
+                .map(|_| {
+                    let w = waker.clone();
+                    thread::spawn(move || (0..z.flood_wakes).for_each(|_| w.wake_by_ref()))
+                })
+                .collect();
+            while !threads.iter().all(|t| t.is_finished()) {
+                lp.run_once(Some(Duration::from_millis(1))).unwrap();
+            }
+            threads.into_iter().for_each(|t| t.join().unwrap());
+            lp.run_once(Some(Duration::ZERO)).unwrap();
+            s.stop()
+        },
+    );
+    g.finish();
+}
+
 // ----- main -----
 
 fn main() {
@@ -589,6 +669,7 @@ fn main() {
     spawn(&mut c, &run);
     task_pingpong(&mut c, &run);
     run_in_executor(&mut c, &run);
+    cross_thread_wakes(&mut c, &run);
     run.finish_groups(&mut c);
 
     cross_thread_wake(&run);

@@ -77,6 +77,7 @@ mod promise;
 mod ready;
 mod remote;
 mod remote_task;
+mod remote_wakes;
 mod signal;
 mod source;
 mod stats;
@@ -86,6 +87,7 @@ mod task_group;
 pub mod test;
 mod time;
 mod timers;
+mod waiters;
 
 pub use clock::Clock;
 pub use errors::{Cancelled, Error, ErrorContext, InvalidState};

@@ -10,6 +10,7 @@ use std::task::{Context, Poll, Waker};
 
 use crate::errors::{Cancelled, InvalidState};
 use crate::event_loop::{Loop, WeakLoop};
+use crate::waiters::{WaitQueue, Wakeups};
 
 /// Identifies a done-callback, to remove it with `remove_done_callback`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,7 +27,12 @@ type DoneCallback<T> = Box<dyn FnOnce(&Loop, &Result<T, Cancelled>)>;
 /// - Done-callbacks run through [`call_soon`](Loop::call_soon), never inline inside
 ///   `set_result` or `cancel`, in the order they were added. One added to a promise
 ///   that is already done is scheduled at once.
-/// - `Clone`: all clones are the same promise.
+/// - `Clone`: all clones are the same promise. Each clone is its own awaiter: while
+///   one waits (it returned `Pending`), the promise keeps that clone's latest waker,
+///   one per clone however often it is polled, and dropping the clone (a timeout
+///   that expired, a cancelled task) takes its waker off the promise at once, in
+///   O(1). So a long-lived promise (a shutdown signal) that many short-lived futures
+///   await never accumulates their wakers.
 /// - Debug mode reports a promise dropped unresolved while tasks await it (they can
 ///   never complete).
 /// - A promise holds its loop weakly; completing it after the loop is gone or closed
@@ -46,31 +52,95 @@ type DoneCallback<T> = Box<dyn FnOnce(&Loop, &Result<T, Cancelled>)>;
 /// ```
 pub struct Promise<T> {
     inner: Rc<PromiseInner<T>>,
-    /// This handle is being awaited (it returned `Pending` and is not done).
-    awaiting: Cell<bool>,
+    /// This handle's entry in `PromiseInner::awaiters`: `Some` from the poll that
+    /// returned `Pending` until the poll that returns `Ready`, or the drop. Only this
+    /// handle removes the entry, so the key is never reused while held; once the
+    /// promise is done the key means nothing (the awaiters were all woken and let go).
+    key: Cell<Option<u32>>,
 }
 
 struct PromiseInner<T> {
     lp: WeakLoop,
     /// Where the promise was created, for debug reports.
     location: &'static Location<'static>,
-    /// How many handles are being awaited: when every other handle is gone, nobody
-    /// can resolve the promise any more.
-    awaiting: Cell<usize>,
     /// Set exactly once, by `set_result` or `cancel`.
     result: OnceCell<Result<T, Cancelled>>,
     /// Callbacks waiting for the result. Empty once done: they have been scheduled.
     callbacks: RefCell<Vec<(u64, DoneCallback<T>)>>,
     next_callback: Cell<u64>,
-    /// Tasks awaiting the promise.
-    wakers: RefCell<Vec<Waker>>,
+    /// The wakers of the handles awaiting the promise, one each (see
+    /// `Promise::key`). Taken whole (and woken) when the promise completes.
+    awaiters: RefCell<Awaiters>,
+}
+
+/// The wakers of the handles awaiting a pending promise, in the order they started
+/// waiting, each removable in O(1) by its key. One awaiter, the common case, is
+/// stored inline, without allocating.
+#[derive(Default)]
+struct Awaiters {
+    /// Key 0. Taken only while `rest` is empty, so it is always the oldest waiter.
+    first: Option<Waker>,
+    /// Key `k + 1` for `rest`'s key `k`. Its entries are never notified: the whole
+    /// set is taken and woken at once.
+    rest: WaitQueue,
+}
+
+impl Awaiters {
+    fn push(&mut self, waker: &Waker) -> u32 {
+        if self.first.is_none() && self.rest.queued() == 0 {
+            self.first = Some(waker.clone());
+            return 0;
+        }
+        u32::try_from(self.rest.push(waker) + 1).expect("more than 4 billion awaiters")
+    }
+
+    /// Makes entry `key` wake `waker`; hands back the waker replaced.
+    fn replace(&mut self, key: u32, waker: &Waker) -> Option<Waker> {
+        match key {
+            0 => match &self.first {
+                Some(old) if old.will_wake(waker) => None,
+                _ => self.first.replace(waker.clone()),
+            },
+            k => self.rest.replace(k as usize - 1, waker),
+        }
+    }
+
+    /// Removes entry `key`; hands back its waker.
+    fn remove(&mut self, key: u32) -> Option<Waker> {
+        match key {
+            0 => self.first.take(),
+            k => self.rest.take(k as usize - 1).1,
+        }
+    }
+
+    /// How many handles are awaiting.
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.queued()
+    }
+
+    /// Wakes everyone, oldest first (with no borrow held: `self` was taken out).
+    fn wake_all(self) {
+        let Awaiters { first, mut rest } = self;
+        if rest.queued() == 0 {
+            if let Some(first) = first {
+                first.wake();
+            }
+            return;
+        }
+        let mut wakeups = Wakeups::default();
+        if let Some(first) = first {
+            wakeups.wake(first);
+        }
+        rest.notify_all(&mut wakeups);
+        drop(wakeups); // wakes them, then the emptied queue is dropped
+    }
 }
 
 impl<T> Clone for Promise<T> {
     fn clone(&self) -> Self {
         Promise {
             inner: self.inner.clone(),
-            awaiting: Cell::new(false),
+            key: Cell::new(None),
         }
     }
 }
@@ -78,13 +148,16 @@ impl<T> Clone for Promise<T> {
 impl<T> Drop for Promise<T> {
     fn drop(&mut self) {
         let inner = &self.inner;
-        if self.awaiting.get() {
-            inner.awaiting.set(inner.awaiting.get() - 1);
+        if let Some(key) = self.key.take()
+            && inner.result.get().is_none()
+        {
+            let waker = inner.awaiters.borrow_mut().remove(key);
+            drop(waker); // after the borrow
         }
         let others = Rc::strong_count(inner) - 1;
         if inner.result.get().is_none()
             && others > 0
-            && others == inner.awaiting.get()
+            && others == inner.awaiters.borrow().len()
             && let Some(lp) = inner.lp.upgrade()
             && lp.debug()
         {
@@ -107,15 +180,14 @@ impl Loop {
         // what was pending is fine (its callbacks will not run).
         let _ = self.closing_drops("create_promise");
         Promise {
-            awaiting: Cell::new(false),
+            key: Cell::new(None),
             inner: Rc::new(PromiseInner {
                 lp: self.downgrade(),
                 location: Location::caller(),
-                awaiting: Cell::new(0),
                 result: OnceCell::new(),
                 callbacks: RefCell::new(Vec::new()),
                 next_callback: Cell::new(0),
-                wakers: RefCell::new(Vec::new()),
+                awaiters: RefCell::new(Awaiters::default()),
             }),
         }
     }
@@ -190,10 +262,8 @@ impl<T: 'static> Promise<T> {
         for (_, f) in callbacks {
             self.schedule(f);
         }
-        let wakers = std::mem::take(&mut *self.inner.wakers.borrow_mut());
-        for w in wakers {
-            w.wake();
-        }
+        let awaiters = std::mem::take(&mut *self.inner.awaiters.borrow_mut());
+        awaiters.wake_all();
         Ok(())
     }
 
@@ -213,20 +283,23 @@ impl<T: 'static> Promise<T> {
 impl<T: Clone + 'static> Future for Promise<T> {
     type Output = Result<T, Cancelled>;
 
+    /// Each poll costs O(1): a handle keeps one entry in the promise's waiters, whose
+    /// waker a re-poll replaces only if it would not wake the same task.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if let Some(r) = self.inner.result.get() {
-            if self.awaiting.replace(false) {
-                self.inner.awaiting.set(self.inner.awaiting.get() - 1);
-            }
+            self.key.set(None); // woken and let go of by `complete`
             return Poll::Ready(r.clone());
         }
-        if !self.awaiting.replace(true) {
-            self.inner.awaiting.set(self.inner.awaiting.get() + 1);
-        }
-        let mut wakers = self.inner.wakers.borrow_mut();
-        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            wakers.push(cx.waker().clone());
-        }
+        let mut awaiters = self.inner.awaiters.borrow_mut();
+        let replaced = match self.key.get() {
+            Some(key) => awaiters.replace(key, cx.waker()),
+            None => {
+                self.key.set(Some(awaiters.push(cx.waker())));
+                None
+            }
+        };
+        drop(awaiters);
+        drop(replaced); // after the borrow
         Poll::Pending
     }
 }

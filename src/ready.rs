@@ -45,11 +45,21 @@ pub(crate) struct RunnableId {
 }
 
 /// Bits of a packed id (see [`RunnableId::pack`]).
-const KEY_BITS: u32 = 26;
+pub(crate) const KEY_BITS: u32 = 26;
 const GEN_BITS: u32 = 22;
 const GEN_MASK: u64 = (1 << GEN_BITS) - 1;
 
 impl RunnableId {
+    /// The slot of the runnable in the loop's table (reused once it is done).
+    pub(crate) fn key(self) -> u32 {
+        self.key
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_test(key: u32, id: u64) -> RunnableId {
+        RunnableId { key, id }
+    }
+
     /// Packs the loop's id, the key and the low bits of the id in one word, for a
     /// waker's data. Two runnables of one slot whose ids differ by a multiple of 2^22
     /// pack alike: a stale waker may then wake the newer one, a spurious wake, which
@@ -79,6 +89,13 @@ impl RunnableId {
 pub(crate) struct Packed {
     key: u32,
     low: u32,
+}
+
+impl Packed {
+    /// The runnable's slot.
+    pub(crate) fn key(self) -> u32 {
+        self.key
+    }
 }
 
 /// Live runnables (tasks) by id, so that a `Send` waker can find its `!Send` task
@@ -129,6 +146,12 @@ impl Runnables {
             Some((id, r)) if (*id & GEN_MASK) as u32 == p.low => Some(r),
             _ => None,
         }
+    }
+
+    /// The runnable in the slot a waker names, whichever it is (the one the waker
+    /// was made for, or a newer one: a spurious wake).
+    pub(crate) fn get_slot(&self, p: Packed) -> Option<&Rc<dyn Runnable>> {
+        self.slab.get(p.key as usize).map(|(_, r)| r)
     }
 
     /// Unregisters `rid`.

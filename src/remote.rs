@@ -24,6 +24,7 @@ use crate::errors::Error;
 use crate::event_loop::local_loop;
 use crate::handle::RemoteHandle;
 use crate::ready::{Entry, Packed};
+use crate::remote_wakes::RemoteWakes;
 
 /// Work sent to the loop from any thread.
 pub(crate) trait RemoteCall: Send + Sync {
@@ -216,6 +217,8 @@ pub(crate) struct Shared {
     /// `AWAKE`, `SLEEPING` or `NOTIFIED`; see the constants.
     state: AtomicU8,
     closed: AtomicBool,
+    /// Which tasks have a wake from another thread queued: one entry per task.
+    wakes: RemoteWakes,
 }
 
 /// How many shards the remote queue has.
@@ -254,6 +257,7 @@ impl Shared {
             waker,
             state: AtomicU8::new(SLEEPING),
             closed: AtomicBool::new(false),
+            wakes: RemoteWakes::new(),
         })
     }
 
@@ -306,10 +310,18 @@ impl Shared {
         cells.clear();
     }
 
-    /// Sends a task's wake from another thread (no allocation). Ignored once the
-    /// loop is closed.
+    /// Sends a task's wake from another thread (no allocation), unless one for the
+    /// same task is queued and not yet drained (see [`RemoteWakes`]). Ignored once
+    /// the loop is closed.
     pub(crate) fn push_wake(&self, p: Packed) {
-        let _ = self.push(Queued(Some(Kind::Wake(p))));
+        if self.wakes.mark(p) {
+            let _ = self.push(Queued(Some(Kind::Wake(p))));
+        }
+    }
+
+    /// The marks of queued cross-thread wakes, by task.
+    pub(crate) fn wakes(&self) -> &RemoteWakes {
+        &self.wakes
     }
 
     /// Loop side: whether calls are waiting.
@@ -339,6 +351,8 @@ impl Shared {
             }
             largest = largest.max(q.calls.capacity());
         }
+        // After taking the entries, before running any: wakes from now on queue anew.
+        self.wakes.drained();
         Some(largest)
     }
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::panic::Location;
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -98,6 +98,9 @@ impl Remote {
     /// builds it on the loop's thread, so the future may use the loop's `!Send` tools
     /// (`sleep`, `Promise`, `sync::Queue`, ...). Only the output crosses threads.
     ///
+    /// A panic in `make` completes the task with `Err(TaskError::Panicked)`, as a panic
+    /// in the future does.
+    ///
     /// ```
     /// use std::time::Duration;
     /// let lp = evloop::Loop::new().unwrap();
@@ -152,7 +155,16 @@ impl Remote {
             if guard.0.slot.lock().cancel_requested {
                 return; // never polled; the guard completes it as cancelled
             }
-            let task = lp.create_task_at(make(), location);
+            // `make` is the task's code as much as the future is: its panic is the
+            // task's outcome, handed to whoever waits (not a cancellation).
+            let fut = match catch_unwind(AssertUnwindSafe(make)) {
+                Ok(fut) => fut,
+                Err(payload) => {
+                    guard.0.complete(Err(TaskError::Panicked(payload)));
+                    return;
+                }
+            };
+            let task = lp.create_task_at(fut, location);
             {
                 // One critical section with `RemoteTask::cancel`: a cancel that came
                 // while the task was being created is seen here, one that comes later
@@ -258,8 +270,23 @@ impl<T> Future for RemoteTask<T> {
             !slot.finished,
             "RemoteTask polled again after it returned its output"
         );
-        slot.waker = Some(cx.waker().clone());
+        // Keep the latest waker, cloned only if it would not wake the same task; the
+        // one replaced is dropped after the lock is released.
+        let replaced = match &slot.waker {
+            Some(w) if w.will_wake(cx.waker()) => None,
+            _ => slot.waker.replace(cx.waker().clone()),
+        };
+        drop(slot);
+        drop(replaced);
         Poll::Pending
+    }
+}
+
+impl<T> Drop for RemoteTask<T> {
+    /// Nobody can await the task any more: lets go of the waker of its last `.await`.
+    fn drop(&mut self) {
+        let waker = self.state.slot.lock().waker.take();
+        drop(waker);
     }
 }
 

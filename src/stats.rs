@@ -36,7 +36,9 @@ pub struct Stats {
     pub timers_fired: u64,
     /// Timers cancelled before they fired.
     pub timers_cancelled: u64,
-    /// Threadsafe calls received from other threads (wakes of tasks included).
+    /// Threadsafe calls received from other threads, wakes of tasks included (wakes
+    /// of one task from other threads are coalesced: those that arrive while one of
+    /// them is still queued count as none).
     pub remote_calls: u64,
     /// Times another thread woke the loop out of a blocking poll, or out of its host.
     pub wakeups: u64,

@@ -5,7 +5,8 @@
 //! `task_waker`): waking sets the task's `scheduled` flag and, if it was clear,
 //! queues one step. On the loop's own thread that is a push onto the ready queue (no
 //! lock, no syscall, no allocation); from another thread the word travels through
-//! the remote queue.
+//! the remote queue, once per task until the loop takes it (see `remote_wakes`:
+//! however many threads wake a pending task, one entry is queued for it).
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -208,8 +209,11 @@ impl<T: 'static> Head<T> {
         });
     }
 
+    /// Wakes the `.await` of the task, if any (taken first: the waker runs with no
+    /// borrow held).
     fn wake_awaiter(&self) {
-        if let Some(w) = self.awaiter.borrow_mut().take() {
+        let awaiter = self.awaiter.borrow_mut().take();
+        if let Some(w) = awaiter {
             w.wake();
         }
     }
@@ -243,10 +247,8 @@ impl<T: 'static> Drop for InFlight<T> {
         let head = self.0.head();
         let n = head.callbacks_in_flight.get() - 1;
         head.callbacks_in_flight.set(n);
-        if n == 0
-            && let Some(w) = head.awaiter.borrow_mut().take()
-        {
-            w.wake();
+        if n == 0 {
+            head.wake_awaiter();
         }
     }
 }
@@ -608,9 +610,16 @@ impl<T: 'static> Future for Task<T> {
                 None => panic!("Task polled again after it returned its output"),
             }
         } else {
-            // The waker it replaces is dropped with no borrow held.
-            let old = cell.awaiter.replace(Some(cx.waker().clone()));
-            drop(old);
+            // One awaiter (a `Task` is not `Clone`): keep its latest waker, cloned only
+            // if it would not wake the same task; the one replaced is dropped with no
+            // borrow held.
+            let mut awaiter = cell.awaiter.borrow_mut();
+            let replaced = match &*awaiter {
+                Some(w) if w.will_wake(cx.waker()) => None,
+                _ => awaiter.replace(cx.waker().clone()),
+            };
+            drop(awaiter);
+            drop(replaced);
             Poll::Pending
         }
     }
@@ -620,6 +629,10 @@ impl<T> Drop for Task<T> {
     fn drop(&mut self) {
         let cell = self.cell.head();
         cell.detached.set(true);
+        // Nobody can await the task any more: let go of the waker of the last `.await`
+        // (a future that awaited `&mut task` and was dropped, a timeout).
+        let awaiter = cell.awaiter.borrow_mut().take();
+        drop(awaiter);
         if cell.done.get()
             && !cell.retrieved.get()
             && matches!(&*cell.result.borrow(), Some(Err(TaskError::Panicked(_))))

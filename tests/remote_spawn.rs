@@ -12,7 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use evloop::{Error, Loop, Remote, TaskError};
-use futures_util::{Gate, run_briefly};
+use futures_util::{Gate, Reports, run_briefly};
 use util::{Drops, Watchdog};
 
 const GENEROUS: Duration = Duration::from_secs(10);
@@ -149,6 +149,69 @@ fn panicking_remote_task_reports_panicked() {
             .map_err(|e| e.panic_message().map(str::to_owned))
     });
     assert_eq!(r, Err(Some("remote boom".to_owned())));
+}
+
+/// A panic in `spawn_with`'s `make` (which builds the future on the loop) is the
+/// task's panic, handed to `wait`: not a cancellation, and not lost.
+#[test]
+fn panicking_make_reports_panicked() {
+    let lp = Loop::new().unwrap();
+    let reports = Reports::install(&lp);
+    let r = with_loop_running(&lp, |remote| {
+        let task = remote
+            .spawn_with(|| -> std::future::Ready<u32> { panic!("make boom") })
+            .unwrap();
+        task.wait()
+            .map_err(|e| e.panic_message().map(str::to_owned))
+    });
+    assert_eq!(r, Err(Some("make boom".to_owned())));
+    assert!(
+        reports.is_empty(),
+        "the waiter got the panic: nothing to report, got {:?}",
+        reports.get()
+    );
+}
+
+/// A future that completes but panics while being dropped fails its remote task.
+#[test]
+fn panic_dropping_the_finished_future_reports_panicked() {
+    struct PanicOnDrop;
+    impl Drop for PanicOnDrop {
+        fn drop(&mut self) {
+            panic!("drop boom");
+        }
+    }
+    let lp = Loop::new().unwrap();
+    let r = with_loop_running(&lp, |remote| {
+        let task = remote
+            .spawn(async {
+                let _bomb = PanicOnDrop;
+                std::future::ready(()).await;
+                7
+            })
+            .unwrap();
+        task.wait()
+            .map_err(|e| e.panic_message().map(str::to_owned))
+    });
+    assert_eq!(r, Err(Some("drop boom".to_owned())));
+}
+
+/// Awaited on another loop, a remote task whose `make` panics resolves to
+/// `Panicked` there too.
+#[test]
+fn panicking_make_awaited_on_another_loop() {
+    let lp = Loop::new().unwrap();
+    let r = with_loop_running(&lp, |remote| {
+        let other = Loop::new().unwrap();
+        let task = remote
+            .spawn_with(|| -> std::future::Ready<u32> { panic!("make boom") })
+            .unwrap();
+        other
+            .run_until_complete(task)
+            .unwrap()
+            .map_err(|e| e.panic_message().map(str::to_owned))
+    });
+    assert_eq!(r, Err(Some("make boom".to_owned())));
 }
 
 /// Cancelled once it is running on the loop (suspended): `wait` sees `Cancelled` and

@@ -87,6 +87,7 @@ impl Loop {
         make: impl FnOnce(RunnableId) -> Rc<R>,
     ) -> Rc<R> {
         let rid = self.inner.runnables.borrow().next();
+        self.inner.shared.wakes().reserve(rid.key());
         let r = make(rid);
         self.inner.runnables.borrow_mut().insert(rid, r.clone());
         r
@@ -116,9 +117,11 @@ impl Loop {
     }
 
     /// A waker's wake from another thread, drained in the run phase: runs the step
-    /// now unless one is queued.
+    /// now unless one is queued. It wakes whatever task holds the waker's slot: wakes
+    /// queued from other threads are coalesced per slot (see `remote_wakes`), so this
+    /// entry may stand for the wake of a newer task in the slot than the one it names.
     pub(crate) fn wake_packed_now(&self, p: Packed) {
-        let r = self.inner.runnables.borrow().get_packed(p).cloned();
+        let r = self.inner.runnables.borrow().get_slot(p).cloned();
         self.wake_found(r, true);
     }
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use mio::Interest;
@@ -23,6 +23,7 @@ use crate::Loop;
 use crate::event_loop::WeakLoop;
 use crate::source::{Readiness, SourceHandler, SourceId};
 use crate::task::Task;
+use crate::waiters::{WaitQueue, Wakeups};
 
 /// How long a server stops accepting after running out of fds (asyncio's
 /// `ACCEPT_RETRY_DELAY`).
@@ -101,7 +102,8 @@ struct ServerInner {
     /// Connections accepted and not yet lost.
     active: Cell<usize>,
     closed: Cell<bool>,
-    waiters: RefCell<Vec<Waker>>,
+    /// The `wait_closed` futures waiting, one entry each (see `WaitClosed::key`).
+    waiters: RefCell<WaitQueue>,
     /// The socket file of a Unix server, removed on close.
     unix_path: Option<SocketFile>,
 }
@@ -272,9 +274,9 @@ impl ServerInner {
 
     fn wake_if_done(&self) {
         if self.closed.get() && self.active.get() == 0 {
-            for w in self.waiters.borrow_mut().drain(..) {
-                w.wake();
-            }
+            // Declared before the borrow: the wakers run after it ends.
+            let mut wakeups = Wakeups::default();
+            self.waiters.borrow_mut().notify_all(&mut wakeups);
         }
     }
 
@@ -359,7 +361,7 @@ impl Server {
                 factory: RefCell::new(Some(factory)),
                 active: Cell::new(0),
                 closed: Cell::new(false),
-                waiters: RefCell::new(Vec::new()),
+                waiters: RefCell::new(WaitQueue::default()),
                 unix_path,
             }),
         }
@@ -385,9 +387,14 @@ impl Server {
     }
 
     /// Completes once the server is closed and its last connection is gone.
+    ///
+    /// Any number of futures may wait; each keeps one waker on the server however
+    /// often it is polled, and dropping one (a timeout that expired) takes its waker
+    /// off at once.
     pub fn wait_closed(&self) -> WaitClosed {
         WaitClosed {
             server: self.clone(),
+            key: None,
         }
     }
 
@@ -419,21 +426,49 @@ impl fmt::Debug for Server {
 #[derive(Debug)]
 pub struct WaitClosed {
     server: Server,
+    /// Our entry in `ServerInner::waiters` while we wait; only we remove it.
+    key: Option<usize>,
 }
 
 impl Future for WaitClosed {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let inner = &self.server.inner;
+        let this = self.get_mut();
+        let inner = &this.server.inner;
+        // Declared before the borrow: wakers are dropped after it ends.
+        let mut wakeups = Wakeups::default();
+        let mut waiters = inner.waiters.borrow_mut();
         if inner.closed.get() && inner.active.get() == 0 {
-            Poll::Ready(())
-        } else {
-            let mut waiters = inner.waiters.borrow_mut();
-            if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                waiters.push(cx.waker().clone());
+            if let Some(key) = this.key.take() {
+                waiters.remove(key, &mut wakeups);
             }
-            Poll::Pending
+            return Poll::Ready(());
+        }
+        match this.key {
+            Some(key) if !waiters.is_notified(key) => {
+                waiters.register(key, cx.waker(), &mut wakeups);
+            }
+            stale => {
+                if let Some(key) = stale {
+                    waiters.remove(key, &mut wakeups);
+                }
+                this.key = Some(waiters.push(cx.waker()));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for WaitClosed {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let mut wakeups = Wakeups::default();
+            self.server
+                .inner
+                .waiters
+                .borrow_mut()
+                .remove(key, &mut wakeups);
         }
     }
 }

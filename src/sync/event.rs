@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use super::waiters::{WaitQueue, Wakeups};
+use crate::waiters::{WaitQueue, Wakeups};
 
 /// A flag that tasks can wait for (asyncio's `Event`).
 ///

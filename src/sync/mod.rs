@@ -29,7 +29,6 @@ mod queue;
 mod semaphore;
 #[cfg(test)]
 mod test_exec;
-mod waiters;
 
 pub use event::{Event, WaitFuture};
 pub use lock::{Lock, LockFuture, LockGuard};

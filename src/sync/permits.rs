@@ -10,7 +10,7 @@
 
 use std::task::{Poll, Waker};
 
-use super::waiters::{WaitQueue, Wakeups};
+use crate::waiters::{WaitQueue, Wakeups};
 
 /// A count of free permits and the FIFO of waiters for them.
 pub(crate) struct Permits {

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use super::permits::{Permits, Ticket};
-use super::waiters::{WaitQueue, Wakeups};
+use crate::waiters::{WaitQueue, Wakeups};
 
 /// A first-in, first-out queue between tasks on one loop (asyncio's `Queue`).
 ///

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use super::permits::{Permits, Ticket};
-use super::waiters::Wakeups;
+use crate::waiters::Wakeups;
 
 /// A counting semaphore for tasks on one loop (asyncio's `Semaphore`).
 ///

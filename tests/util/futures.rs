@@ -120,7 +120,7 @@ impl WakerSlot {
         self.0.lock().unwrap().take()
     }
 
-    fn set(&self, w: &Waker) {
+    pub fn set(&self, w: &Waker) {
         *self.0.lock().unwrap() = Some(w.clone());
     }
 }

@@ -1,5 +1,10 @@
-//! The wait queue under every primitive: a FIFO of parked waiters, each with the
-//! waker to call when its turn comes.
+//! The wait queue of everything that futures wait on: a FIFO of parked waiters, each
+//! with the waker to call when its turn comes. Under every primitive of `sync/`, a
+//! [`Promise`](crate::Promise)'s awaiters and a `Server`'s `wait_closed` futures.
+//!
+//! Every operation is O(1), and a waiter that leaves (its future dropped: a timeout
+//! expired, a task was cancelled) takes its waker with it, so a long-lived thing that
+//! many short-lived futures wait on never accumulates dead wakers.
 //!
 //! A waiter gets a key when it parks ([`WaitQueue::push`]) and keeps it until it
 //! leaves ([`WaitQueue::remove`]). In between, the primitive may *notify* it: the
@@ -16,85 +21,109 @@ use std::task::Waker;
 
 use slab::Slab;
 
-/// One parked waiter.
+/// No entry (a link's end, or an empty FIFO's head and tail).
+const NIL: u32 = u32::MAX;
+
+/// One parked waiter (32 bytes: a waiter is parked per awaited promise, so small
+/// entries keep the common one-awaiter case cheap).
 struct Entry {
     /// What to wake when the entry is notified. `None` once it has been taken to be
     /// woken (the entry is then notified).
     waker: Option<Waker>,
-    /// The entry's neighbours in the FIFO while it is queued; `None` once notified.
-    /// An entry is queued or notified, never both, and never goes back.
-    links: Option<Links>,
-}
-
-#[derive(Clone, Copy)]
-struct Links {
-    prev: Option<usize>,
-    next: Option<usize>,
+    /// The entry's neighbours in the FIFO while it is queued (`NIL` at the ends);
+    /// meaningless once notified.
+    prev: u32,
+    next: u32,
+    /// Queued (linked between `head` and `tail`) or notified. An entry starts queued,
+    /// may become notified, and never goes back.
+    queued: bool,
 }
 
 /// A FIFO of waiters: push at the tail, notify from the head, remove from anywhere,
 /// each in O(1) (an intrusive doubly linked list threaded through a slab).
-#[derive(Default)]
 pub(crate) struct WaitQueue {
     /// Every entry whose owner has not removed it yet: queued and notified ones.
     entries: Slab<Entry>,
-    /// The oldest queued entry. `None` exactly when no entry is queued.
-    head: Option<usize>,
-    /// The newest queued entry. `None` exactly when `head` is.
-    tail: Option<usize>,
+    /// The oldest queued entry. `NIL` exactly when no entry is queued.
+    head: u32,
+    /// The newest queued entry. `NIL` exactly when `head` is.
+    tail: u32,
     /// How many entries are queued (linked between `head` and `tail`).
     queued: usize,
 }
 
+impl Default for WaitQueue {
+    fn default() -> Self {
+        WaitQueue {
+            entries: Slab::new(),
+            head: NIL,
+            tail: NIL,
+            queued: 0,
+        }
+    }
+}
+
 impl WaitQueue {
     /// Parks a new waiter at the tail; returns its key.
+    ///
+    /// # Panics
+    /// With more than 4 billion waiters parked at once.
     pub(crate) fn push(&mut self, waker: &Waker) -> usize {
         let key = self.entries.insert(Entry {
             waker: Some(waker.clone()),
-            links: Some(Links {
-                prev: self.tail,
-                next: None,
-            }),
+            prev: self.tail,
+            next: NIL,
+            queued: true,
         });
+        let k = u32::try_from(key)
+            .ok()
+            .filter(|&k| k != NIL)
+            .expect("more than 4 billion waiters parked on one thing");
         match self.tail {
-            Some(tail) => self.links_mut(tail).next = Some(key),
-            None => self.head = Some(key),
+            NIL => self.head = k,
+            tail => self.entry_mut(tail).next = k,
         }
-        self.tail = Some(key);
+        self.tail = k;
         self.queued += 1;
         key
     }
 
     /// Whether waiter `key` has been notified (it is no longer queued).
     pub(crate) fn is_notified(&self, key: usize) -> bool {
-        self.entries[key].links.is_none()
+        !self.entries[key].queued
     }
 
     /// Makes sure a queued waiter `key` will wake `waker`. A waker it replaces is
     /// dropped by `wakeups`.
     pub(crate) fn register(&mut self, key: usize, waker: &Waker, wakeups: &mut Wakeups) {
+        if let Some(old) = self.replace(key, waker) {
+            wakeups.discard(old);
+        }
+    }
+
+    /// [`register`](WaitQueue::register), handing back the waker replaced, for the
+    /// caller to drop once its borrow has ended.
+    #[must_use = "drop the replaced waker after the borrow ends"]
+    pub(crate) fn replace(&mut self, key: usize, waker: &Waker) -> Option<Waker> {
         let entry = &mut self.entries[key];
-        if entry.links.is_none() {
-            return; // notified: nothing will wake it again
+        if !entry.queued {
+            return None; // notified: nothing will wake it again
         }
         match &entry.waker {
-            Some(old) if old.will_wake(waker) => {}
-            _ => {
-                if let Some(old) = entry.waker.replace(waker.clone()) {
-                    wakeups.discard(old);
-                }
-            }
+            Some(old) if old.will_wake(waker) => None,
+            _ => entry.waker.replace(waker.clone()),
         }
     }
 
     /// Notifies the oldest queued waiter, if there is one; its waker goes to
     /// `wakeups`. Returns whether a waiter was notified.
     pub(crate) fn notify_one(&mut self, wakeups: &mut Wakeups) -> bool {
-        let Some(key) = self.head else {
+        if self.head == NIL {
             return false;
-        };
+        }
+        let key = self.head;
         self.unlink(key);
-        if let Some(waker) = self.entries[key].waker.take() {
+        if let Some(waker) = self.entry_mut(key).waker.take() {
             wakeups.wake(waker);
         }
         true
@@ -107,14 +136,22 @@ impl WaitQueue {
 
     /// Removes waiter `key`, queued or notified; returns whether it had been notified.
     pub(crate) fn remove(&mut self, key: usize, wakeups: &mut Wakeups) -> bool {
-        let notified = self.is_notified(key);
-        if !notified {
-            self.unlink(key);
-        }
-        if let Some(waker) = self.entries.remove(key).waker {
+        let (notified, waker) = self.take(key);
+        if let Some(waker) = waker {
             wakeups.discard(waker);
         }
         notified
+    }
+
+    /// [`remove`](WaitQueue::remove), handing back the entry's waker (if it still has
+    /// one), for the caller to drop once its borrow has ended.
+    #[must_use = "drop the waker after the borrow ends"]
+    pub(crate) fn take(&mut self, key: usize) -> (bool, Option<Waker>) {
+        let notified = self.is_notified(key);
+        if !notified {
+            self.unlink(key as u32); // keys fit: checked by `push`
+        }
+        (notified, self.entries.remove(key).waker)
     }
 
     /// How many waiters are queued (not yet notified).
@@ -122,26 +159,26 @@ impl WaitQueue {
         self.queued
     }
 
-    fn links_mut(&mut self, key: usize) -> &mut Links {
-        self.entries[key]
-            .links
-            .as_mut()
-            .expect("wait queue: linked entry is not queued")
+    fn entry_mut(&mut self, key: u32) -> &mut Entry {
+        &mut self.entries[key as usize]
     }
 
     /// Takes queued entry `key` out of the FIFO, leaving it notified.
-    fn unlink(&mut self, key: usize) {
-        let links = self.entries[key]
-            .links
-            .take()
-            .expect("wait queue: unlinking an entry that is not queued");
-        match links.prev {
-            Some(prev) => self.links_mut(prev).next = links.next,
-            None => self.head = links.next,
+    fn unlink(&mut self, key: u32) {
+        let entry = self.entry_mut(key);
+        assert!(
+            entry.queued,
+            "wait queue: unlinking an entry that is not queued"
+        );
+        entry.queued = false;
+        let (prev, next) = (entry.prev, entry.next);
+        match prev {
+            NIL => self.head = next,
+            prev => self.entry_mut(prev).next = next,
         }
-        match links.next {
-            Some(next) => self.links_mut(next).prev = links.prev,
-            None => self.tail = links.prev,
+        match next {
+            NIL => self.tail = prev,
+            next => self.entry_mut(next).prev = prev,
         }
         self.queued -= 1;
     }
@@ -199,6 +236,14 @@ impl Wakers {
         } else {
             self.rest.push(waker);
         }
+    }
+}
+
+#[cfg(test)]
+mod layout {
+    #[test]
+    fn an_entry_is_small() {
+        assert_eq!(std::mem::size_of::<super::Entry>(), 32);
     }
 }
 
@@ -282,7 +327,7 @@ mod tests {
         let k2 = q.push(&a);
         assert_eq!(k2, k);
         assert!(!q.is_notified(k2));
-        assert_eq!((q.head, q.tail), (Some(k2), Some(k2)));
+        assert_eq!((q.head, q.tail), (k2 as u32, k2 as u32));
     }
 
     #[test]
