@@ -59,6 +59,11 @@ fn try_echo(lp: &evloop::Loop, c: &TcpStream, msg: &[u8], patience: Duration) ->
 
 #[test]
 fn server_survives_emfile_and_resumes_accepting_after_the_back_off() {
+    if std::env::var_os("EVLOOP_UNDER_VALGRIND").is_some() {
+        // valgrind keeps fds of its own below the limit this test lowers.
+        eprintln!("skipped under valgrind: it owns fds that RLIMIT_NOFILE counts");
+        return;
+    }
     let lp = new_loop();
     let probes = Probes::echo();
     let (server, addr) = tcp_server(&lp, probes.factory());
