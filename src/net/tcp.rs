@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::OwnedFd;
 
 use super::addr::{ToSocketAddrs, resolve};
 use super::connect::connect_tcp;
@@ -61,11 +62,19 @@ impl TcpListener {
     ///
     /// # Panics
     /// Outside a running loop.
+    #[track_caller]
     pub fn from_std(l: std::net::TcpListener) -> io::Result<TcpListener> {
         l.set_nonblocking(true)?;
         Ok(TcpListener {
             io: PollIo::new(mio::net::TcpListener::from_std(l))?,
         })
+    }
+
+    /// Deregisters the listener from the loop and hands the socket back, still
+    /// listening and still non-blocking (`set_nonblocking(false)` for blocking use),
+    /// as tokio's `into_std` does.
+    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
+        Ok(OwnedFd::from(self.io.into_inner()).into())
     }
 
     /// Waits for a connection.
@@ -119,15 +128,24 @@ impl TcpStream {
         Err(last.expect("at least one address"))
     }
 
-    /// Wraps a connected stream made elsewhere (it is made non-blocking).
+    /// Wraps a connected stream made elsewhere (it is made non-blocking; its
+    /// `TCP_NODELAY` is left as it is).
     ///
     /// # Panics
     /// Outside a running loop.
+    #[track_caller]
     pub fn from_std(s: std::net::TcpStream) -> io::Result<TcpStream> {
         s.set_nonblocking(true)?;
         Ok(TcpStream {
             io: PollIo::new(mio::net::TcpStream::from_std(s))?,
         })
+    }
+
+    /// Deregisters the stream from the loop and hands the socket back, still
+    /// non-blocking (`set_nonblocking(false)` for blocking use). Data the kernel has
+    /// received and nobody read stays readable from it.
+    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
+        Ok(self.io.into_inner().into())
     }
 
     /// Reads what is available into `buf` (waiting for at least one byte); `Ok(0)` at EOF.
@@ -190,9 +208,15 @@ impl TcpStream {
         self.io.get_ref().local_addr()
     }
 
-    /// Sets `TCP_NODELAY`.
+    /// Sets `TCP_NODELAY` (on by default for streams evloop connects or accepts).
+    /// Other options: `socket2::SockRef::from(&stream)`.
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
         self.io.get_ref().set_nodelay(on)
+    }
+
+    /// Whether `TCP_NODELAY` is on.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.io.get_ref().nodelay()
     }
 }
 
@@ -203,6 +227,8 @@ impl fmt::Debug for TcpStream {
             .finish()
     }
 }
+
+impl_as_fd!(TcpListener, TcpStream);
 
 #[cfg(feature = "futures-io")]
 impl_futures_io!(TcpStream);
