@@ -72,6 +72,7 @@ mod promise;
 mod ready;
 mod remote;
 mod remote_task;
+mod run;
 mod source;
 mod stats;
 pub mod sync;
@@ -92,6 +93,9 @@ pub use net::{
 pub use promise::{CallbackId, Promise};
 pub use remote::Remote;
 pub use remote_task::RemoteTask;
+#[doc(hidden)]
+pub use run::__main;
+pub use run::run;
 pub use stats::Stats;
 pub use sync::{Event, Lock, LockGuard, Queue, QueueEmpty, QueueFull, Semaphore, SemaphorePermit};
 pub use task::{Task, TaskError, spawn};
@@ -103,3 +107,18 @@ pub use time::{
 
 /// Runs an `async fn` test on a fresh loop; see [`mod@test`].
 pub use evloop_macros::test;
+
+/// Runs `async fn main` through [`run()`]: a fresh loop, closed once `main` is done
+/// and its leftover tasks have unwound.
+///
+/// ```
+/// #[evloop::main]
+/// async fn main() {
+///     evloop::sleep(std::time::Duration::from_millis(1)).await;
+///     println!("slept on evloop");
+/// }
+/// ```
+///
+/// `main` may return what a plain `main` may (`Result<(), E>` with `E: Debug`). If the
+/// loop cannot be created, the program panics saying so.
+pub use evloop_macros::main;

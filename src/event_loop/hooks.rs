@@ -123,6 +123,11 @@ impl Loop {
         }
     }
 
+    /// The ids of every live runnable (task), for a shutdown that cancels them all.
+    pub(crate) fn runnable_ids(&self) -> Vec<RunnableId> {
+        self.inner.runnables.borrow().ids()
+    }
+
     /// The registered runnable `rid`, if it is still live.
     pub(crate) fn runnable(&self, rid: RunnableId) -> Option<Rc<dyn Runnable>> {
         self.inner.runnables.borrow().get(rid).cloned()
@@ -159,6 +164,15 @@ impl Loop {
         let made = Rc::new(make());
         self.inner.extensions.borrow_mut().push(made.clone());
         made
+    }
+
+    /// The upper-layer state of type `T`, if it was made.
+    pub(crate) fn find_extension<T: Any>(&self) -> Option<Rc<T>> {
+        self.inner
+            .extensions
+            .borrow()
+            .iter()
+            .find_map(|e| e.clone().downcast::<T>().ok())
     }
 
     /// Registers `hook` to run when the loop is closed.
