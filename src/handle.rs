@@ -106,6 +106,10 @@ impl fmt::Debug for Handle {
     }
 }
 
+/// What [`TimerHandle::key`] returns: a timer named by plain data.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TimerKey(pub(crate) Target);
+
 /// A timer scheduled by [`call_later`](crate::Loop::call_later) or
 /// [`call_at`](crate::Loop::call_at).
 ///
@@ -128,6 +132,13 @@ pub struct TimerHandle {
 impl TimerHandle {
     pub(crate) fn new(handle: Handle, when: Instant) -> TimerHandle {
         TimerHandle { handle, when }
+    }
+
+    /// The timer's identity as plain, `Send` data: cancels it later, on the loop's
+    /// thread, through `Loop::cancel_timer` (generation-checked, so a key whose timer
+    /// already ran cancels nothing).
+    pub(crate) fn key(&self) -> TimerKey {
+        TimerKey(self.handle.target)
     }
 
     /// Cancels the timer if it has not run yet. Twice is a no-op.

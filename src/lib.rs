@@ -62,6 +62,8 @@ compile_error!("evloop supports 64-bit Linux only");
 
 mod callback;
 mod clock;
+#[cfg(any(feature = "hyper", feature = "futures-task"))]
+pub mod compat;
 mod errors;
 mod event_loop;
 mod executor;

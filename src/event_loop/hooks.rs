@@ -123,6 +123,12 @@ impl Loop {
         }
     }
 
+    /// Cancels the timer `key` names, if it is still pending (as its `TimerHandle`
+    /// would).
+    pub(crate) fn cancel_timer(&self, key: crate::handle::TimerKey) {
+        self.inner.cancel(key.0);
+    }
+
     /// The ids of every live runnable (task), for a shutdown that cancels them all.
     pub(crate) fn runnable_ids(&self) -> Vec<RunnableId> {
         self.inner.runnables.borrow().ids()
