@@ -107,6 +107,7 @@ impl fmt::Debug for Handle {
 }
 
 /// What [`TimerHandle::key`] returns: a timer named by plain data.
+#[cfg_attr(not(feature = "hyper"), allow(dead_code))]
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TimerKey(pub(crate) Target);
 
@@ -137,6 +138,7 @@ impl TimerHandle {
     /// The timer's identity as plain, `Send` data: cancels it later, on the loop's
     /// thread, through `Loop::cancel_timer` (generation-checked, so a key whose timer
     /// already ran cancels nothing).
+    #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
     pub(crate) fn key(&self) -> TimerKey {
         TimerKey(self.handle.target)
     }

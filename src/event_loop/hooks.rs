@@ -125,6 +125,7 @@ impl Loop {
 
     /// Cancels the timer `key` names, if it is still pending (as its `TimerHandle`
     /// would).
+    #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
     pub(crate) fn cancel_timer(&self, key: crate::handle::TimerKey) {
         self.inner.cancel(key.0);
     }
