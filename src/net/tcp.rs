@@ -104,8 +104,16 @@ impl fmt::Debug for TcpListener {
 }
 
 /// A TCP connection for tasks: async `read`, `write`, `write_all`, and (feature
-/// `futures-io`) `AsyncRead` / `AsyncWrite`. Methods take `&self`, so one task may
-/// read while another writes. `TCP_NODELAY` is on, as in asyncio.
+/// `futures-io`) `AsyncRead` / `AsyncWrite`, for `&TcpStream` too. Methods take
+/// `&self`, so one task may read while another writes (share it in an `Rc`).
+/// `TCP_NODELAY` is on, as in asyncio.
+///
+/// # Not `Send`
+/// The socket types of this module are `!Send` and `!Sync`, and so are the futures
+/// of their methods (`read`, `accept`, `connect`, ...): each is registered with the
+/// loop of the thread that made it and shares `Rc` state with that loop. Use them
+/// in tasks of that loop; to hand a socket to another thread or loop, take it out
+/// with `into_std` and wrap it again there with `from_std`.
 pub struct TcpStream {
     io: PollIo<mio::net::TcpStream>,
 }
