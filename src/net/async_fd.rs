@@ -33,10 +33,12 @@ use crate::task::current_loop;
 /// use evloop::net::AsyncFd;
 ///
 /// evloop::test::run(async {
-///     // SAFETY: eventfd returns a new fd that nothing else owns (or -1, checked).
+///     // SAFETY: eventfd has no memory preconditions; the result is checked.
 ///     let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
 ///     assert!(fd >= 0);
-///     let efd = AsyncFd::new(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+///     // SAFETY: `fd` is a new descriptor that nothing else owns.
+///     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+///     let efd = AsyncFd::new(fd).unwrap();
 ///     let n: u64 = 3;
 ///     efd.write_with(|fd| write8(fd.as_raw_fd(), n)).await.unwrap();
 ///     let got = efd.read_with(|fd| read8(fd.as_raw_fd())).await.unwrap();
