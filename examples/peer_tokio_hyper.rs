@@ -42,7 +42,10 @@ fn main() -> std::io::Result<()> {
             let conn =
                 http.serve_connection(TokioIo::new(stream), hyper::service::service_fn(hello));
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
+                // A client that hangs up mid-request (wrk at its end) is no error here.
+                if let Err(e) = conn.await
+                    && !e.is_incomplete_message()
+                {
                     eprintln!("connection error: {e}");
                 }
             });
