@@ -7,8 +7,13 @@ use std::task::{Context, Poll};
 use futures_io::{AsyncRead, AsyncWrite};
 use hyper::rt::ReadBufCursor;
 
-/// The most of hyper's unfilled buffer one read fills, so that the zeroing a safe
-/// `&mut [u8]` needs stays small whatever capacity hyper reserved.
+/// The window one read fills: futures-io reads into an initialised `&mut [u8]`, and
+/// hyper hands over uninitialised capacity, so each read zeroes its window first.
+/// The window adapts to what reads return (doubling when a read fills it, halving
+/// when reads use less than a quarter), so that a small request costs a small
+/// memset whatever capacity hyper reserved, and a bulk transfer still reads in
+/// large chunks.
+const MIN_READ: usize = 1024;
 const MAX_READ: usize = 64 * 1024;
 
 /// A futures-io stream (`AsyncRead` / `AsyncWrite`: [`TcpStream`], [`UnixStream`],
@@ -24,12 +29,17 @@ const MAX_READ: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct HyperIo<T> {
     inner: T,
+    /// The current read window, `MIN_READ..=MAX_READ`.
+    window: usize,
 }
 
 impl<T> HyperIo<T> {
     /// Wraps `inner`.
     pub fn new(inner: T) -> HyperIo<T> {
-        HyperIo { inner }
+        HyperIo {
+            inner,
+            window: MIN_READ,
+        }
     }
 
     /// The wrapped stream.
@@ -54,10 +64,11 @@ impl<T: AsyncRead + Unpin> hyper::rt::Read for HyperIo<T> {
         cx: &mut Context<'_>,
         mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        let want = buf.remaining().min(MAX_READ);
+        let this = &mut *self;
+        let want = buf.remaining().min(this.window);
         // Zeroes what hyper has not initialised yet: futures-io reads into `&mut [u8]`.
         let dst = buf.initialize_unfilled_to(want);
-        let n = match Pin::new(&mut self.inner).poll_read(cx, dst) {
+        let n = match Pin::new(&mut this.inner).poll_read(cx, dst) {
             Poll::Ready(Ok(n)) => n,
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
@@ -66,6 +77,11 @@ impl<T: AsyncRead + Unpin> hyper::rt::Read for HyperIo<T> {
             n <= want,
             "AsyncRead::poll_read returned more than it was given"
         );
+        if n == this.window {
+            this.window = (this.window * 2).min(MAX_READ);
+        } else if n < this.window / 4 {
+            this.window = (this.window / 2).max(MIN_READ);
+        }
         // SAFETY: the first `want` bytes of the unfilled part were initialised by
         // `initialize_unfilled_to` just above, and `n <= want` (asserted), so the
         // cursor advances over initialised bytes only, as `advance` requires.
