@@ -5,6 +5,7 @@
 #
 #   benches/http_wrk.sh            # ~35 s: 2 rounds, 1 s warm-up + 5 s per server, 50 connections
 #   ROUNDS=3 DURATION=10 CONNECTIONS=100 benches/http_wrk.sh
+#   SERVERS="a b" FEATURES=f benches/http_wrk.sh   # other example servers (see hyper_wrk.sh)
 #
 # The server is pinned to core 0 and wrk (one thread) to core 1, so that they do not
 # compete for a core; on a machine with one core both share it and the numbers mean
@@ -22,6 +23,8 @@ WARMUP="${WARMUP:-1}"
 DURATION="${DURATION:-5}"
 CONNECTIONS="${CONNECTIONS:-50}"
 SERVERS="${SERVERS:-http_hello peer_tokio_http}"
+# Cargo features the servers need (benches/hyper_wrk.sh sets `hyper`).
+FEATURES="${FEATURES:-}"
 
 if ! command -v wrk >/dev/null; then
     echo "wrk is missing: installing it with apt-get" >&2
@@ -43,7 +46,7 @@ fi
 
 examples=()
 for s in $SERVERS; do examples+=(--example "$s"); done
-cargo build --quiet --release "${examples[@]}"
+cargo build --quiet --release ${FEATURES:+--features "$FEATURES"} "${examples[@]}"
 
 SERVER_PID=
 RESULTS="$(mktemp)"

@@ -31,6 +31,8 @@ struct Pool {
     /// Workers that finished a job and were not claimed since. A submit claims one, or
     /// starts a thread (up to `max`) if there is none to claim.
     idle: Arc<AtomicUsize>,
+    /// Jobs submitted and not yet finished (queued or running).
+    busy: Arc<AtomicUsize>,
     /// `close()` knows to shut this pool down.
     close_hooked: Cell<bool>,
 }
@@ -52,11 +54,18 @@ impl Pool {
                 threads: Vec::new(),
             }),
             idle: Arc::new(AtomicUsize::new(0)),
+            busy: Arc::new(AtomicUsize::new(0)),
             close_hooked: Cell::new(false),
         }
     }
 
     fn submit(&self, job: Job) {
+        let busy = self.busy.clone();
+        busy.fetch_add(1, Ordering::AcqRel);
+        let job: Job = Box::new(move || {
+            job();
+            busy.fetch_sub(1, Ordering::AcqRel);
+        });
         let mut st = self.state.borrow_mut();
         let tx = st
             .tx
@@ -154,6 +163,20 @@ impl<T> Future for JobFuture<T> {
 }
 
 impl Loop {
+    /// Waits, while the loop runs, until no job submitted to the default executor is
+    /// queued or running (asyncio's `shutdown_default_executor`, without closing the
+    /// pool: [`close`](Loop::close) does that). A job that calls back into the loop
+    /// (`Remote::call_soon_threadsafe`, a `RemoteTask` it waits for) is served
+    /// meanwhile. Checks every millisecond: it is for shutdown, not a hot path.
+    pub(crate) async fn executor_jobs_done(&self) {
+        let Some(busy) = self.find_extension::<Pool>().map(|p| p.busy.clone()) else {
+            return;
+        };
+        while busy.load(Ordering::Acquire) > 0 {
+            crate::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     /// Runs blocking `f` on the loop's default thread pool and returns a [`Task`] that
     /// completes on the loop with its result (asyncio's `run_in_executor(None, f)`).
     ///

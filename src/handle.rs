@@ -212,6 +212,11 @@ impl fmt::Debug for Handle {
     }
 }
 
+/// What [`TimerHandle::key`] returns: a timer named by plain data.
+#[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TimerKey(pub(crate) Target);
+
 /// A timer scheduled by [`call_later`](crate::Loop::call_later) or
 /// [`call_at`](crate::Loop::call_at).
 ///
@@ -234,6 +239,17 @@ pub struct TimerHandle {
 impl TimerHandle {
     pub(crate) fn new(handle: Handle, when: Instant) -> TimerHandle {
         TimerHandle { handle, when }
+    }
+
+    /// The timer's identity as plain, `Send` data: cancels it later, on the loop's
+    /// thread, through `Loop::cancel_timer` (generation-checked, so a key whose timer
+    /// already ran cancels nothing).
+    #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+    pub(crate) fn key(&self) -> TimerKey {
+        match &self.handle.kind {
+            Kind::Core(target) => TimerKey(*target),
+            Kind::Upper(_) => unreachable!("a timer handle names a core timer"),
+        }
     }
 
     /// Cancels the timer if it has not run yet. Twice is a no-op. As

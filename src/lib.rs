@@ -52,8 +52,51 @@
 //! (readable whenever the loop has work) with [`Loop::next_timeout`] as its timeout,
 //! then calls [`Loop::run_once`] with a zero timeout.
 //!
+//! What is `Send`: [`Remote`], [`RemoteHandle`] and [`RemoteTask`] are; the futures of
+//! this crate that reach the loop (a [`Sleep`], a [`Timeout`], the sockets of
+//! [`net`] and their futures, `Promise`, the [`sync`] types) are not, as they share
+//! state with the loop of their thread. Tasks need no `Send`
+//! ([`spawn`], [`Loop::create_task`]); [`Remote::spawn`] does, and
+//! [`Remote::spawn_with`] builds a `!Send` future on the loop instead.
+//!
+//! # Interop
+//! - [`run()`] is asyncio's `asyncio.run` (a fresh loop, leftover tasks unwound, then
+//!   closed) and `#[evloop::main]` wraps `async fn main` in it.
+//! - The sockets of [`net`] are `AsFd` / `AsRawFd`, come `from_std` and go
+//!   `into_std`, take any option through `socket2::SockRef`, and implement
+//!   futures-io's `AsyncRead` / `AsyncWrite` (for `&TcpStream` too, to split a
+//!   stream). [`net::AsyncFd`] makes any other fd an async source.
+//! - `evloop::compat` (features `hyper`, `futures-task`): hyper 1.x's runtime traits,
+//!   so that hyper's servers and clients run on a loop; `futures::task::Spawn` /
+//!   `LocalSpawn` for [`Loop`] and [`Remote`].
+//!
+//! # Logging and tracing
+//! evloop reports through the [`log`](https://docs.rs/log) crate: the default
+//! exception handler logs a panicking callback at error level, and debug mode logs
+//! slow callbacks at warning level. An application on `tracing` receives these
+//! records by installing `tracing-log`'s bridge (`tracing_log::LogTracer::init()`,
+//! or a subscriber built with its `tracing-log` feature): each becomes a `tracing`
+//! event with the record's level, target (`evloop::…`) and message.
+//!
+//! A task instrumented with `tracing::Instrument` stays in its span across steps:
+//! the span is entered around each poll of the task, and exited in between, so the
+//! tasks that run between its steps are not inside it.
+//!
+//! ```
+//! use tracing::Instrument;
+//! evloop::run(async {
+//!     let job = async {
+//!         tracing::info!("first step");
+//!         evloop::yield_now().await;
+//!         tracing::info!("second step, same span");
+//!     };
+//!     evloop::spawn(job.instrument(tracing::info_span!("job", id = 7))).await.unwrap();
+//! })
+//! .unwrap();
+//! ```
+//!
 //! # Platform
-//! 64-bit Linux (epoll, eventfd, timerfd).
+//! 64-bit Linux (epoll, eventfd, timerfd); Rust 1.95 or later.
 
 #![warn(missing_docs)]
 #![warn(rust_2018_idioms)]
@@ -65,6 +108,8 @@ compile_error!("evloop supports 64-bit Linux only");
 mod callback;
 mod capacity;
 mod clock;
+#[cfg(any(feature = "hyper", feature = "futures-task"))]
+pub mod compat;
 mod errors;
 mod event_loop;
 mod executor;
@@ -78,6 +123,7 @@ mod ready;
 mod remote;
 mod remote_task;
 mod remote_wakes;
+mod run;
 mod signal;
 mod source;
 mod stats;
@@ -104,6 +150,9 @@ pub use process::{
 pub use promise::{CallbackId, Promise};
 pub use remote::Remote;
 pub use remote_task::RemoteTask;
+#[doc(hidden)]
+pub use run::__main;
+pub use run::run;
 pub use stats::Stats;
 pub use sync::{Event, Lock, LockGuard, Queue, QueueEmpty, QueueFull, Semaphore, SemaphorePermit};
 pub use task::{Task, TaskError, spawn};
@@ -115,3 +164,18 @@ pub use time::{
 
 /// Runs an `async fn` test on a fresh loop; see [`mod@test`].
 pub use evloop_macros::test;
+
+/// Runs `async fn main` through [`run()`]: a fresh loop, closed once `main` is done
+/// and its leftover tasks have unwound.
+///
+/// ```
+/// #[evloop::main]
+/// async fn main() {
+///     evloop::sleep(std::time::Duration::from_millis(1)).await;
+///     println!("slept on evloop");
+/// }
+/// ```
+///
+/// `main` may return what a plain `main` may (`Result<(), E>` with `E: Debug`). If the
+/// loop cannot be created, the program panics saying so.
+pub use evloop_macros::main;

@@ -154,6 +154,17 @@ impl Runnables {
         self.slab.get(p.key as usize).map(|(_, r)| r)
     }
 
+    /// The ids of every registered runnable, in slot order.
+    pub(crate) fn ids(&self) -> Vec<RunnableId> {
+        self.slab
+            .iter()
+            .map(|(key, (id, _))| RunnableId {
+                key: key_u32(key),
+                id: *id,
+            })
+            .collect()
+    }
+
     /// Unregisters `rid`.
     pub(crate) fn remove(&mut self, rid: RunnableId) -> Option<Rc<dyn Runnable>> {
         self.get(rid)?;

@@ -69,6 +69,42 @@ impl Remote {
     /// Runs `fut` as a task on the loop, from any thread (asyncio's
     /// `run_coroutine_threadsafe`).
     ///
+    /// `fut` must be `Send`, since it is built here and crosses to the loop's thread.
+    /// Most futures that do async work on the loop are not: [`sleep`](crate::sleep),
+    /// [`timeout`](crate::timeout), the sockets of [`net`](crate::net), `Promise` and
+    /// the [`sync`](crate::sync) types all belong to the loop's thread. For those, use
+    /// [`spawn_with`](Remote::spawn_with): it sends a `Send` closure that builds the
+    /// future on the loop.
+    ///
+    /// This does not compile (the compiler says the future "cannot be sent between
+    /// threads safely", because of the `Rc` inside `Sleep`):
+    ///
+    /// ```compile_fail
+    /// # let lp = evloop::Loop::new().unwrap();
+    /// # let remote = lp.remote();
+    /// remote.spawn(async {
+    ///     evloop::sleep(std::time::Duration::from_millis(1)).await;
+    /// });
+    /// ```
+    ///
+    /// and this does, the same work through `spawn_with`:
+    ///
+    /// ```
+    /// # let lp = evloop::Loop::new().unwrap();
+    /// # let remote = lp.remote();
+    /// # let worker = std::thread::spawn(move || {
+    /// let task = remote.spawn_with(|| async {
+    ///     evloop::sleep(std::time::Duration::from_millis(1)).await;
+    ///     "slept"
+    /// });
+    /// # let out = task.unwrap().wait().unwrap();
+    /// # remote.stop();
+    /// # out
+    /// # });
+    /// # lp.run_forever().unwrap();
+    /// # assert_eq!(worker.join().unwrap(), "slept");
+    /// ```
+    ///
     /// # Errors
     /// `Err(Error::Closed)` if the loop is closed. If it closes before the task
     /// finishes, the task completes with `Err(TaskError::Cancelled)`.

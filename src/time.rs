@@ -42,6 +42,18 @@ struct Shared {
 }
 
 /// The future of [`sleep`] and [`sleep_until`].
+///
+/// # Not `Send`
+/// `Sleep` is neither `Send` nor `Sync`: once polled it holds the loop's
+/// [`TimerHandle`](crate::TimerHandle) and an `Rc` shared with the timer's callback,
+/// both of which belong to the loop's thread (the type says so before the first poll
+/// too). That costs nothing where futures run: [`spawn`](crate::spawn) and
+/// [`Loop::create_task`](crate::Loop::create_task) take `!Send` futures. A future
+/// that sleeps cannot go through [`Remote::spawn`](crate::Remote::spawn), which needs
+/// `Send`: build it on the loop with
+/// [`Remote::spawn_with`](crate::Remote::spawn_with) instead. For a `Send` sleep (a
+/// library that demands one, such as hyper), see `evloop::compat::HyperTimer`
+/// (feature `hyper`).
 pub struct Sleep {
     deadline: Deadline,
     armed: Option<(TimerHandle, Rc<Shared>)>,
@@ -138,7 +150,7 @@ pub fn yield_now() -> YieldNow {
     YieldNow { yielded: false }
 }
 
-/// The future of [`yield_now`].
+/// The future of [`yield_now`]. `Send` and `Sync`: it holds nothing of the loop.
 #[derive(Debug)]
 pub struct YieldNow {
     yielded: bool,
@@ -186,6 +198,11 @@ pub fn timeout_at<F: Future>(when: Instant, fut: F) -> Timeout<F> {
 }
 
 /// The future of [`timeout`].
+///
+/// # Not `Send`
+/// Never `Send`, whatever `F` is: it holds a [`Sleep`], which belongs to the loop's
+/// thread (see there). So is the future of [`Interval::tick`]. [`YieldNow`], which
+/// holds nothing of the loop, is `Send`.
 pub struct Timeout<F> {
     /// `None` once it completed or expired.
     fut: Option<Pin<Box<F>>>,

@@ -1,4 +1,5 @@
-//! `#[evloop::test]`: runs an `async fn` test on a fresh evloop `Loop`.
+//! `#[evloop::test]` and `#[evloop::main]`: run an `async fn` test, or `async fn main`,
+//! on a fresh evloop `Loop`.
 //!
 //! Use it through the `evloop` crate (`#[evloop::test]`), not directly. Written
 //! against `proc_macro` alone, with no parsing dependency: it needs only to find the
@@ -23,30 +24,44 @@ pub fn test(attr: TokenStream, item: TokenStream) -> TokenStream {
             ));
         }
     };
+    wrap(item, "#[evloop::test]", &["evloop", "test", runner], true)
+}
+
+/// Turns `async fn main() -> R { body }` into `fn main() -> R` that runs `body` with
+/// `evloop::run` (a fresh loop; leftover tasks cancelled and unwound on it, executor
+/// jobs waited for, then the loop closed). Takes no argument.
+#[proc_macro_attribute]
+pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
+    if !attr.is_empty() {
+        return compile_error(&format!(
+            "#[evloop::main] takes no argument, not `{}`",
+            attr.to_string().trim()
+        ));
+    }
+    wrap(item, "#[evloop::main]", &["evloop", "__main"], false)
+}
+
+/// Removes `async` from the function `item`, replaces its body with
+/// `{ ::PATH(async move BODY) }`, and, for a test, puts `#[test]` on it.
+fn wrap(item: TokenStream, name: &str, path: &[&str], test: bool) -> TokenStream {
     let mut tokens: Vec<TokenTree> = item.into_iter().collect();
     let Some(async_at) = tokens
         .iter()
         .position(|t| matches!(t, TokenTree::Ident(i) if i.to_string() == "async"))
     else {
-        return compile_error("#[evloop::test] goes on an `async fn`");
+        return compile_error(&format!("{name} goes on an `async fn`"));
     };
     tokens.remove(async_at);
     let body = match tokens.pop() {
         Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Brace => g,
-        _ => return compile_error("#[evloop::test]: expected a function body"),
+        _ => return compile_error(&format!("{name}: expected a function body")),
     };
-    // { ::evloop::test::RUNNER(async move BODY) }
+    // { ::PATH(async move BODY) }
     let mut call: Vec<TokenTree> = Vec::new();
-    for (i, seg) in ["evloop", "test", runner].iter().enumerate() {
-        if i == 0 {
-            call.push(Punct::new(':', Spacing::Joint).into());
-            call.push(Punct::new(':', Spacing::Alone).into());
-        }
+    for seg in path {
+        call.push(Punct::new(':', Spacing::Joint).into());
+        call.push(Punct::new(':', Spacing::Alone).into());
         call.push(Ident::new(seg, Span::call_site()).into());
-        if i < 2 {
-            call.push(Punct::new(':', Spacing::Joint).into());
-            call.push(Punct::new(':', Spacing::Alone).into());
-        }
     }
     let async_block: TokenStream = [
         TokenTree::Ident(Ident::new("async", Span::call_site())),
@@ -59,15 +74,17 @@ pub fn test(attr: TokenStream, item: TokenStream) -> TokenStream {
     let new_body = Group::new(Delimiter::Brace, call.into_iter().collect());
 
     let mut out: Vec<TokenTree> = Vec::new();
-    // #[test]
-    out.push(Punct::new('#', Spacing::Alone).into());
-    out.push(
-        Group::new(
-            Delimiter::Bracket,
-            TokenStream::from(TokenTree::Ident(Ident::new("test", Span::call_site()))),
-        )
-        .into(),
-    );
+    if test {
+        // #[test]
+        out.push(Punct::new('#', Spacing::Alone).into());
+        out.push(
+            Group::new(
+                Delimiter::Bracket,
+                TokenStream::from(TokenTree::Ident(Ident::new("test", Span::call_site()))),
+            )
+            .into(),
+        );
+    }
     out.extend(tokens);
     out.push(new_body.into());
     out.into_iter().collect()

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Loop, WeakLoop};
+use super::{Inner, Loop, WeakLoop};
 use crate::errors::{Error, ErrorContext};
 use crate::ready::{Entry, Packed, Runnable, RunnableId};
 use crate::remote::{CallCell, POOL_MAX};
@@ -139,6 +139,18 @@ impl Loop {
         }
     }
 
+    /// Cancels the timer `key` names, if it is still pending (as its `TimerHandle`
+    /// would).
+    #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+    pub(crate) fn cancel_timer(&self, key: crate::handle::TimerKey) {
+        Inner::cancel(self.inner.clone(), key.0);
+    }
+
+    /// The ids of every live runnable (task), for a shutdown that cancels them all.
+    pub(crate) fn runnable_ids(&self) -> Vec<RunnableId> {
+        self.inner.runnables.borrow().ids()
+    }
+
     /// The registered runnable `rid`, if it is still live.
     pub(crate) fn runnable(&self, rid: RunnableId) -> Option<Rc<dyn Runnable>> {
         self.inner.runnables.borrow().get(rid).cloned()
@@ -175,6 +187,15 @@ impl Loop {
         let made = Rc::new(make());
         self.inner.extensions.borrow_mut().push(made.clone());
         made
+    }
+
+    /// The upper-layer state of type `T`, if it was made.
+    pub(crate) fn find_extension<T: Any>(&self) -> Option<Rc<T>> {
+        self.inner
+            .extensions
+            .borrow()
+            .iter()
+            .find_map(|e| e.clone().downcast::<T>().ok())
     }
 
     /// Registers `hook` to run when the loop is closed.

@@ -32,7 +32,7 @@ pub(crate) async fn connect_unix(path: &Path) -> io::Result<PollIo<mio::net::Uni
 
 /// Waits for a non-blocking connect to finish: writable, then no pending error and
 /// a peer.
-async fn finish_connect<S: mio::event::Source>(
+async fn finish_connect<S: mio::event::Source + std::os::fd::AsRawFd>(
     io: &PollIo<S>,
     take_error: impl Fn(&S) -> io::Result<Option<io::Error>>,
     peer: impl Fn(&S) -> io::Result<()>,

@@ -11,7 +11,13 @@
 //! **Tasks**: [`TcpListener`], [`TcpStream`], [`UnixListener`], [`UnixStream`] and
 //! [`UdpSocket`] with async `accept`, `connect`, `read`, `write_all`, `send_to`,
 //! `recv_from`, and (feature `futures-io`, on by default) the `AsyncRead` /
-//! `AsyncWrite` traits of the ecosystem. [`readable`] and [`writable`] wait for any fd.
+//! `AsyncWrite` traits of the ecosystem. [`readable`] and [`writable`] wait for any fd
+//! once; [`AsyncFd`] makes any fd a long-lived async source.
+//!
+//! **Interop**: every socket type is `AsFd` + `AsRawFd`, comes `from_std` and goes
+//! `into_std`; `&TcpStream` and `&UnixStream` are `AsyncRead + AsyncWrite` too, so a
+//! stream splits into a reader task and a writer task by sharing a reference; options
+//! without a method here are set through `socket2::SockRef::from(&socket)`.
 //!
 //! Sockets the library owns are registered edge-triggered (read until `WouldBlock`,
 //! the mio way), with a budget per event so that one busy connection cannot starve the
@@ -19,11 +25,18 @@
 //! resolved off the loop, through [`run_in_executor`](crate::Loop::run_in_executor).
 
 /// `futures-io`'s `AsyncRead` / `AsyncWrite` for a stream type with an `io:
-/// PollIo<_>` field and a `shutdown` method (TCP and Unix streams alike).
+/// PollIo<_>` field and a `shutdown` method (TCP and Unix streams alike), and for a
+/// shared reference to it: the methods take `&self`, so `&stream` reads and writes as
+/// well as `stream` does, and a stream splits into a reader and a writer by sharing a
+/// reference (as async-io's `&Async<T>`).
 #[cfg(feature = "futures-io")]
 macro_rules! impl_futures_io {
     ($stream:ty) => {
-        impl futures_io::AsyncRead for $stream {
+        impl_futures_io!(@impl $stream);
+        impl_futures_io!(@impl &$stream);
+    };
+    (@impl $ty:ty) => {
+        impl futures_io::AsyncRead for $ty {
             fn poll_read(
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
@@ -33,7 +46,7 @@ macro_rules! impl_futures_io {
             }
         }
 
-        impl futures_io::AsyncWrite for $stream {
+        impl futures_io::AsyncWrite for $ty {
             fn poll_write(
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
@@ -59,7 +72,28 @@ macro_rules! impl_futures_io {
     };
 }
 
+/// `AsFd` and `AsRawFd` for a socket type with an `io: PollIo<_>` field: the fd stays
+/// registered with the loop and owned by the socket (use `into_std` to take it out).
+/// Through it `socket2::SockRef::from(&socket)` sets any option the type has no
+/// method for.
+macro_rules! impl_as_fd {
+    ($($ty:ty),*) => {$(
+        impl std::os::fd::AsFd for $ty {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                self.io.get_ref().as_fd()
+            }
+        }
+
+        impl std::os::fd::AsRawFd for $ty {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                self.io.get_ref().as_raw_fd()
+            }
+        }
+    )*};
+}
+
 mod addr;
+mod async_fd;
 mod connect;
 mod datagram;
 mod guard;
@@ -75,6 +109,7 @@ mod udp;
 mod unix;
 
 pub use addr::ToSocketAddrs;
+pub use async_fd::AsyncFd;
 pub use datagram::DatagramTransport;
 pub(crate) use poll_io::PollIo;
 pub use protocol::{DatagramProtocol, Protocol};

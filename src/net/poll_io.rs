@@ -3,6 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
@@ -22,9 +23,18 @@ const OP_BUDGET: u32 = 32;
 /// Readiness of one direction, edge-triggered.
 #[derive(Default)]
 struct Direction {
-    /// Invariant: false only after an operation returned `WouldBlock` and no event
-    /// has arrived since. Starts true: try first, wait only when told to.
+    /// Invariant: false only after an operation returned `WouldBlock` (or a level
+    /// check found the fd not ready) and no event has arrived since. Starts true: try
+    /// first, wait only when told to.
     ready: Cell<bool>,
+    /// A wait for readiness (`poll_ready`) has already completed on the current
+    /// `ready`, which may since have been used up by I/O this type does not see (a
+    /// caller reading the fd itself). Then the next wait checks the fd's level with
+    /// one `poll(2)` instead of trusting `ready`: a caller that waits, reads by hand
+    /// until `WouldBlock` and waits again neither spins on a stale `ready` nor hangs
+    /// on an edge that already passed. An event clears it: a fresh edge is trusted
+    /// with no syscall. Starts true (nothing is known of a new fd's level).
+    handed: Cell<bool>,
     /// Every task waiting on this direction (methods take `&self`, so several may):
     /// all are woken by an event, and those that find nothing wait again.
     wakers: RefCell<Vec<Waker>>,
@@ -33,6 +43,7 @@ struct Direction {
 impl Direction {
     fn fire(&self) {
         self.ready.set(true);
+        self.handed.set(false);
         let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
         for w in wakers {
             w.wake();
@@ -89,18 +100,28 @@ impl<S: Source> PollIo<S> {
     #[track_caller]
     pub(crate) fn new(sock: S) -> io::Result<PollIo<S>>
     where
-        S: std::os::fd::AsRawFd,
+        S: AsRawFd,
     {
         Self::on_loop(&current_loop("net"), sock)
     }
 
-    /// Registers `sock` with `lp`, running or not.
+    /// Registers `sock` with `lp` (running or not), for reading and writing.
     #[track_caller]
     pub(crate) fn on_loop(lp: &Loop, mut sock: S) -> io::Result<PollIo<S>>
     where
-        S: std::os::fd::AsRawFd,
+        S: AsRawFd,
     {
-        Self::with_loop(lp, &mut sock).map(|(id, state)| PollIo {
+        let state = Rc::new(State::default());
+        for dir in [&state.read, &state.write] {
+            dir.ready.set(true);
+            dir.handed.set(true);
+        }
+        let id = lp.register_source(
+            &mut sock,
+            Interest::READABLE | Interest::WRITABLE,
+            state.clone(),
+        )?;
+        Ok(PollIo {
             sock: Some(sock),
             lp: lp.downgrade(),
             id,
@@ -108,24 +129,28 @@ impl<S: Source> PollIo<S> {
         })
     }
 
-    fn with_loop(lp: &Loop, sock: &mut S) -> io::Result<(SourceId, Rc<State>)>
-    where
-        S: std::os::fd::AsRawFd,
-    {
-        let state = Rc::new(State::default());
-        state.read.ready.set(true);
-        state.write.ready.set(true);
-        let id =
-            lp.register_source(sock, Interest::READABLE | Interest::WRITABLE, state.clone())?;
-        Ok((id, state))
+    /// Whether the loop it is registered with is still open.
+    pub(crate) fn loop_is_open(&self) -> bool {
+        self.lp.upgrade().is_some_and(|lp| !lp.is_closed())
     }
 
     pub(crate) fn get_ref(&self) -> &S {
         self.sock.as_ref().expect("present until into_inner")
     }
 
+    pub(crate) fn get_mut(&mut self) -> &mut S {
+        self.sock.as_mut().expect("present until into_inner")
+    }
+
     /// Deregisters the socket and hands it back.
     pub(crate) fn into_inner(mut self) -> S {
+        self.take_inner()
+    }
+
+    /// Deregisters the socket and hands it back, leaving `self` empty: for an owner
+    /// with a `Drop` of its own, which cannot be taken apart. Nothing but dropping
+    /// `self` may follow.
+    pub(crate) fn take_inner(&mut self) -> S {
         let mut sock = self.sock.take().expect("present until into_inner");
         if let Some(lp) = self.lp.upgrade() {
             lp.deregister_source(&mut sock, self.id);
@@ -152,14 +177,21 @@ impl<S: Source> PollIo<S> {
         self.poll_with(&self.state.write, cx, op)
     }
 
-    /// Waits until an event says the socket is readable (without reading).
-    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
-        Self::poll_ready(&self.state.read, cx)
+    /// Waits until the socket may be readable (without reading): at once on an edge
+    /// not yet handed out, else after a level check or the next event.
+    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()>
+    where
+        S: AsRawFd,
+    {
+        self.poll_ready(&self.state.read, libc::POLLIN, cx)
     }
 
-    /// Waits until an event says the socket is writable.
-    pub(crate) fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<()> {
-        Self::poll_ready(&self.state.write, cx)
+    /// Waits until the socket may be writable.
+    pub(crate) fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<()>
+    where
+        S: AsRawFd,
+    {
+        self.poll_ready(&self.state.write, libc::POLLOUT, cx)
     }
 
     /// Marks writing not ready.
@@ -167,8 +199,15 @@ impl<S: Source> PollIo<S> {
         self.state.write.ready.set(false);
     }
 
-    fn poll_ready(dir: &Direction, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_ready(&self, dir: &Direction, events: libc::c_short, cx: &mut Context<'_>) -> Poll<()>
+    where
+        S: AsRawFd,
+    {
+        if dir.ready.get() && dir.handed.get() && !level_ready(self.get_ref().as_raw_fd(), events) {
+            dir.ready.set(false);
+        }
         if dir.ready.get() {
+            dir.handed.set(true);
             Poll::Ready(())
         } else {
             dir.wait(cx.waker());
@@ -211,6 +250,21 @@ impl<S: Source> PollIo<S> {
         self.state.budget.set((it, n));
         n > OP_BUDGET
     }
+}
+
+/// Whether `fd` is ready for `events` now (`poll(2)` with a zero timeout). A hang-up
+/// or an error counts as ready (the operation will report it), and so does a failed
+/// check: a spurious readiness costs one `WouldBlock`, a missed one a hang.
+fn level_ready(fd: RawFd, events: libc::c_short) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid, initialised `pollfd` that outlives the call, and the
+    // count passed is 1; `poll` only writes its `revents`.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n != 0
 }
 
 /// Byte-stream operations shared by the TCP and Unix streams.

@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::OwnedFd;
 
 use super::addr::{ToSocketAddrs, resolve};
 use super::connect::connect_tcp;
@@ -61,11 +62,19 @@ impl TcpListener {
     ///
     /// # Panics
     /// Outside a running loop.
+    #[track_caller]
     pub fn from_std(l: std::net::TcpListener) -> io::Result<TcpListener> {
         l.set_nonblocking(true)?;
         Ok(TcpListener {
             io: PollIo::new(mio::net::TcpListener::from_std(l))?,
         })
+    }
+
+    /// Deregisters the listener from the loop and hands the socket back, still
+    /// listening and still non-blocking (`set_nonblocking(false)` for blocking use),
+    /// as tokio's `into_std` does.
+    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
+        Ok(OwnedFd::from(self.io.into_inner()).into())
     }
 
     /// Waits for a connection.
@@ -95,8 +104,16 @@ impl fmt::Debug for TcpListener {
 }
 
 /// A TCP connection for tasks: async `read`, `write`, `write_all`, and (feature
-/// `futures-io`) `AsyncRead` / `AsyncWrite`. Methods take `&self`, so one task may
-/// read while another writes. `TCP_NODELAY` is on, as in asyncio.
+/// `futures-io`) `AsyncRead` / `AsyncWrite`, for `&TcpStream` too. Methods take
+/// `&self`, so one task may read while another writes (share it in an `Rc`).
+/// `TCP_NODELAY` is on, as in asyncio.
+///
+/// # Not `Send`
+/// The socket types of this module are `!Send` and `!Sync`, and so are the futures
+/// of their methods (`read`, `accept`, `connect`, ...): each is registered with the
+/// loop of the thread that made it and shares `Rc` state with that loop. Use them
+/// in tasks of that loop; to hand a socket to another thread or loop, take it out
+/// with `into_std` and wrap it again there with `from_std`.
 pub struct TcpStream {
     io: PollIo<mio::net::TcpStream>,
 }
@@ -119,15 +136,24 @@ impl TcpStream {
         Err(last.expect("at least one address"))
     }
 
-    /// Wraps a connected stream made elsewhere (it is made non-blocking).
+    /// Wraps a connected stream made elsewhere (it is made non-blocking; its
+    /// `TCP_NODELAY` is left as it is).
     ///
     /// # Panics
     /// Outside a running loop.
+    #[track_caller]
     pub fn from_std(s: std::net::TcpStream) -> io::Result<TcpStream> {
         s.set_nonblocking(true)?;
         Ok(TcpStream {
             io: PollIo::new(mio::net::TcpStream::from_std(s))?,
         })
+    }
+
+    /// Deregisters the stream from the loop and hands the socket back, still
+    /// non-blocking (`set_nonblocking(false)` for blocking use). Data the kernel has
+    /// received and nobody read stays readable from it.
+    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
+        Ok(self.io.into_inner().into())
     }
 
     /// Reads what is available into `buf` (waiting for at least one byte); `Ok(0)` at EOF.
@@ -190,9 +216,15 @@ impl TcpStream {
         self.io.get_ref().local_addr()
     }
 
-    /// Sets `TCP_NODELAY`.
+    /// Sets `TCP_NODELAY` (on by default for streams evloop connects or accepts).
+    /// Other options: `socket2::SockRef::from(&stream)`.
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
         self.io.get_ref().set_nodelay(on)
+    }
+
+    /// Whether `TCP_NODELAY` is on.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.io.get_ref().nodelay()
     }
 }
 
@@ -203,6 +235,8 @@ impl fmt::Debug for TcpStream {
             .finish()
     }
 }
+
+impl_as_fd!(TcpListener, TcpStream);
 
 #[cfg(feature = "futures-io")]
 impl_futures_io!(TcpStream);

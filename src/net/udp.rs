@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 
 use super::addr::{ToSocketAddrs, resolve};
 use super::poll_io::PollIo;
@@ -37,6 +38,25 @@ impl UdpSocket {
         Ok(UdpSocket {
             io: PollIo::new(mio::net::UdpSocket::bind(addr)?)?,
         })
+    }
+
+    /// Wraps a socket made elsewhere (it is made non-blocking).
+    ///
+    /// # Panics
+    /// Outside a running loop.
+    #[track_caller]
+    pub fn from_std(s: std::net::UdpSocket) -> io::Result<UdpSocket> {
+        s.set_nonblocking(true)?;
+        Ok(UdpSocket {
+            io: PollIo::new(mio::net::UdpSocket::from_std(s))?,
+        })
+    }
+
+    /// Deregisters the socket from the loop and hands it back, still non-blocking
+    /// (`set_nonblocking(false)` for blocking use). Datagrams queued in the kernel stay
+    /// readable from it.
+    pub fn into_std(self) -> io::Result<std::net::UdpSocket> {
+        Ok(OwnedFd::from(self.io.into_inner()).into())
     }
 
     /// Connects to `addr`: `send` and `recv` then talk to it only.
@@ -84,3 +104,5 @@ impl fmt::Debug for UdpSocket {
             .finish()
     }
 }
+
+impl_as_fd!(UdpSocket);
