@@ -68,6 +68,7 @@ mod protocol;
 mod ready;
 mod registration;
 mod server;
+mod sock;
 mod stream_sock;
 mod tcp;
 mod transport;
