@@ -60,6 +60,7 @@ macro_rules! impl_futures_io {
 }
 
 mod addr;
+mod adopt;
 mod connect;
 mod datagram;
 mod guard;
@@ -76,11 +77,12 @@ mod udp;
 mod unix;
 
 pub use addr::ToSocketAddrs;
+pub use adopt::Listener;
 pub use datagram::DatagramTransport;
 pub(crate) use poll_io::PollIo;
 pub use protocol::{DatagramProtocol, Protocol};
 pub use ready::{FdReady, readable, writable};
-pub use server::{Server, ServerOptions, WaitClosed};
+pub use server::{ServeForever, Server, ServerOptions, WaitClosed};
 pub use tcp::{TcpListener, TcpStream};
 pub use transport::Transport;
 pub use udp::UdpSocket;
