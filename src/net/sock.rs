@@ -92,7 +92,8 @@ fn recv_into_spare<R>(
 
 impl Loop {
     /// Receives up to `n` bytes from `sock` (asyncio's `sock_recv`); empty at end of
-    /// stream (and for `n == 0`). Waits until data comes.
+    /// stream. Waits until data comes; `n == 0` returns empty at once (whatever the
+    /// socket's kind: a Unix stream's `recv` of 0 bytes would wait for data).
     ///
     /// Cancel-safe: a cancelled call consumed nothing (see the module's
     /// "Cancellation"). The buffer is allocated once, `n` bytes.
@@ -102,6 +103,9 @@ impl Loop {
     /// errors; `ResourceBusy` if another reader of the fd replaced this call's wait.
     pub async fn sock_recv(&self, sock: &impl AsFd, n: usize) -> io::Result<Vec<u8>> {
         let sock = nonblocking(sock, "sock_recv")?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
         let mut buf = Vec::with_capacity(n);
         retry(self, &sock, false, |s| {
             recv_into_spare(&mut buf, |b| s.recv(b).map(|n| (n, ())))
@@ -111,12 +115,16 @@ impl Loop {
     }
 
     /// Receives into `buf` (asyncio's `sock_recv_into`); returns how many bytes came,
-    /// 0 at end of stream. See [`sock_recv`](Loop::sock_recv).
+    /// 0 at end of stream (and at once for an empty `buf`). See
+    /// [`sock_recv`](Loop::sock_recv).
     ///
     /// # Errors
     /// As [`sock_recv`](Loop::sock_recv).
     pub async fn sock_recv_into(&self, sock: &impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
         let sock = nonblocking(sock, "sock_recv_into")?;
+        if buf.is_empty() {
+            return Ok(0);
+        }
         retry(self, &sock, false, |mut s| s.read(buf)).await
     }
 
