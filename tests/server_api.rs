@@ -10,9 +10,11 @@
 #[path = "util/net.rs"]
 mod net_util;
 
+use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener as StdTcpListener, TcpStream as StdTcpStream};
 use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
+use std::rc::Rc;
 use std::time::Duration;
 
 use evloop::net::ServerOptions;
@@ -417,4 +419,79 @@ fn connect_accepted_socket_cancelled_closes_the_socket() {
     run_until(&lp, "the peer's EOF", || {
         drain_into(&peer, &mut got).unwrap()
     });
+}
+
+/// Counts its drops.
+struct DropGuard(Rc<Cell<usize>>);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+/// A `serve_forever` still pending when the loop closes: the task is dropped with
+/// the loop, the server is closed, its factory dropped exactly once, nothing
+/// reported; `start_serving` afterwards is an error.
+#[test]
+fn serve_forever_pending_at_loop_close() {
+    let lp = new_loop();
+    let drops = Rc::new(Cell::new(0));
+    let guard = DropGuard(drops.clone());
+    let factory = move || {
+        let _ = &guard;
+        Probe::new().protocol()
+    };
+    let server = block_on(
+        &lp,
+        lp.create_server_with(
+            "127.0.0.1:0",
+            factory,
+            ServerOptions::default().start_serving(false),
+        ),
+    )
+    .unwrap()
+    .unwrap();
+    let s = server.clone();
+    let task = lp.create_task(async move { s.serve_forever().await });
+    run_iterations(&lp, 2);
+    assert!(server.is_serving());
+    lp.close().unwrap();
+    assert!(task.is_cancelled());
+    assert!(!server.is_serving());
+    assert_eq!(drops.get(), 1, "the factory is dropped once");
+    assert!(server.start_serving().is_err());
+    check_loop_errors();
+    drop(server);
+    assert_eq!(drops.get(), 1);
+}
+
+/// A server that never started serving, dropped with its last handle, lets go of
+/// its factory once and closes its socket.
+#[test]
+fn unstarted_server_dropped() {
+    let lp = new_loop();
+    let drops = Rc::new(Cell::new(0));
+    let guard = DropGuard(drops.clone());
+    let factory = move || {
+        let _ = &guard;
+        Probe::new().protocol()
+    };
+    let server = block_on(
+        &lp,
+        lp.create_server_with(
+            "127.0.0.1:0",
+            factory,
+            ServerOptions::default().start_serving(false),
+        ),
+    )
+    .unwrap()
+    .unwrap();
+    let addr = server.local_addrs()[0];
+    drop(server);
+    assert_eq!(drops.get(), 1);
+    assert_eq!(
+        StdTcpStream::connect(addr).unwrap_err().kind(),
+        ErrorKind::ConnectionRefused
+    );
 }
