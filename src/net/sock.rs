@@ -7,26 +7,8 @@
 //! gone when the wait ends and when the future is dropped: a `sock_*` future leaves
 //! nothing registered behind, whether it completed or was cancelled.
 //!
-//! # Cancellation
-//! Dropping the future (a task cancelled, a `timeout` that expired) is cancelling it:
-//! - `sock_recv`, `sock_recv_into`, `sock_recvfrom`, `sock_accept`: a syscall either
-//!   completes the future in the same poll or consumed nothing (`WouldBlock`), so a
-//!   cancelled call consumed nothing: the data or connection is there for the next.
-//! - `sock_sendall`: what the socket took before the cancel is sent (as asyncio's,
-//!   "data may have been partially sent"); the future keeps its offset to itself and
-//!   never sends a byte twice. Whether to send again, and from where, is the caller's
-//!   decision; on a stream, a cancelled `sendall` leaves it in an unknown state.
-//! - `sock_sendto`: a datagram is sent whole or not at all.
-//! - `sock_connect`: the kernel goes on connecting. Calling `sock_connect` again
-//!   with the same address waits for that attempt (and gives its outcome).
-//!
-//! # One waiter per direction
-//! The wait replaces a reader (or writer) already registered for the fd, as asyncio's
-//! does. Two calls waiting on one direction of one socket at once (two `sock_recv`)
-//! cannot both wait: the one replaced ends with `Err(ResourceBusy)` rather than wait
-//! for ever. A reader and a writer (a `sock_recv` and a `sock_sendall`) coexist.
-//! A socket the loop itself owns (a transport's, an evloop `TcpStream`) is refused
-//! (`AlreadyExists`) as soon as a call would wait.
+//! The promises (cancellation, one waiter per direction) are the public docs of
+//! `evloop::net`, "Low-level socket calls".
 
 use std::io::{self, Read};
 use std::mem::MaybeUninit;
@@ -95,8 +77,22 @@ impl Loop {
     /// stream. Waits until data comes; `n == 0` returns empty at once (whatever the
     /// socket's kind: a Unix stream's `recv` of 0 bytes would wait for data).
     ///
-    /// Cancel-safe: a cancelled call consumed nothing (see the module's
-    /// "Cancellation"). The buffer is allocated once, `n` bytes.
+    /// Cancel-safe: a cancelled call consumed nothing (see
+    /// [Low-level socket calls](crate::net#low-level-socket-calls)). The buffer is
+    /// allocated once, `n` bytes.
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixStream;
+    /// let lp = evloop::Loop::new().unwrap();
+    /// let (a, b) = UnixStream::pair().unwrap();
+    /// a.set_nonblocking(true).unwrap();
+    /// b.set_nonblocking(true).unwrap();
+    /// let got = lp.run_until_complete(async {
+    ///     lp.sock_sendall(&a, b"ping").await?;
+    ///     lp.sock_recv(&b, 16).await
+    /// });
+    /// assert_eq!(got.unwrap().unwrap(), b"ping");
+    /// ```
     ///
     /// # Errors
     /// `InvalidInput` for a blocking socket (checked when awaited); the socket's own
@@ -154,7 +150,7 @@ impl Loop {
     ///
     /// Cancelled (dropped) before it completes, it may have sent a prefix of `data`:
     /// no byte is sent twice, and what to do about the rest is the caller's decision
-    /// (see the module's "Cancellation").
+    /// (see [Low-level socket calls](crate::net#low-level-socket-calls)).
     ///
     /// # Errors
     /// `InvalidInput` for a blocking socket; the socket's own errors (what was sent
