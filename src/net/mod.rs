@@ -19,6 +19,38 @@
 //! stream splits into a reader task and a writer task by sharing a reference; options
 //! without a method here are set through `socket2::SockRef::from(&socket)`.
 //!
+//! **Low level**, as asyncio's `loop.sock_*`: [`Loop::sock_recv`](crate::Loop::sock_recv)
+//! and its siblings run one socket call on any non-blocking socket the caller owns,
+//! waiting on the loop when it would block. Sockets made elsewhere are handed over with
+//! [`Loop::create_server_from`](crate::Loop::create_server_from) (a [`Listener`]) and
+//! [`Loop::connect_accepted_socket`](crate::Loop::connect_accepted_socket).
+//!
+//! # Low-level socket calls
+//! `Loop::sock_recv`, `sock_recv_into`, `sock_recvfrom`, `sock_sendall`, `sock_sendto`,
+//! `sock_connect` and `sock_accept` take any socket (`&impl AsFd`: std, socket2, a
+//! raw fd borrowed) that is non-blocking (a blocking one is `Err(InvalidInput)` when
+//! the call is awaited). Each tries its syscall first and waits only on
+//! `WouldBlock`, through a one-shot reader or writer of the fd
+//! ([`Loop::add_reader`](crate::Loop::add_reader)) that is gone when the wait ends and
+//! when the future is dropped: a call leaves nothing registered, completed or
+//! cancelled.
+//!
+//! Cancelling (dropping) a call:
+//! - a receive or `sock_accept` consumed nothing: a syscall either completes the
+//!   call in the same poll or took nothing (`WouldBlock`);
+//! - `sock_sendall` may have sent a prefix (as asyncio's, "data may have been
+//!   partially sent"), never a byte twice: whether and what to send again is the
+//!   caller's decision (on a stream, the state is then unknown to the peer's reader);
+//! - `sock_sendto` sent its datagram whole or not at all;
+//! - `sock_connect` leaves the kernel connecting: calling it again with the same
+//!   address waits for that attempt and reports its outcome.
+//!
+//! One call may wait on each direction of a socket at a time (a `sock_recv` and a
+//! `sock_sendall` together are fine). The wait replaces a reader (or writer) the fd
+//! has, as asyncio's does; the call replaced ends with `Err(ResourceBusy)` rather than
+//! wait for ever. A socket the loop owns (a transport's) is refused with
+//! `AlreadyExists` once a call would wait.
+//!
 //! Sockets the library owns are registered edge-triggered (read until `WouldBlock`,
 //! the mio way), with a budget per event so that one busy connection cannot starve the
 //! others; the level-triggered `add_reader` is for user callbacks. Host names are
@@ -93,6 +125,7 @@ macro_rules! impl_as_fd {
 }
 
 mod addr;
+mod adopt;
 mod async_fd;
 mod connect;
 mod datagram;
@@ -102,6 +135,7 @@ mod protocol;
 mod ready;
 mod registration;
 mod server;
+mod sock;
 mod stream_sock;
 mod tcp;
 mod transport;
@@ -109,12 +143,13 @@ mod udp;
 mod unix;
 
 pub use addr::ToSocketAddrs;
+pub use adopt::Listener;
 pub use async_fd::AsyncFd;
 pub use datagram::DatagramTransport;
 pub(crate) use poll_io::PollIo;
 pub use protocol::{DatagramProtocol, Protocol};
 pub use ready::{FdReady, readable, writable};
-pub use server::{Server, ServerOptions, WaitClosed};
+pub use server::{ServeForever, Server, ServerOptions, WaitClosed};
 pub use tcp::{TcpListener, TcpStream};
 pub use transport::Transport;
 pub use udp::UdpSocket;

@@ -12,13 +12,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use mio::Interest;
+use slab::Slab;
 
 use super::addr::{ToSocketAddrs, resolve};
 use super::guard::{drop_guarded, guarded};
 use super::registration::{NetSource, Registration};
 use super::stream_sock::StreamSock;
 use super::transport::TransportInner;
-use super::{Protocol, READ_BUDGET};
+use super::{Protocol, READ_BUDGET, Transport};
 use crate::Loop;
 use crate::event_loop::WeakLoop;
 use crate::source::{Readiness, SourceHandler, SourceId};
@@ -39,6 +40,11 @@ pub struct ServerOptions {
     pub reuse_address: bool,
     /// `SO_REUSEPORT`: several servers share the port (default false).
     pub reuse_port: bool,
+    /// Accept connections as soon as the server is created (default true, as
+    /// asyncio's). With false the socket is bound and listening (clients may connect
+    /// and wait in the backlog), but nothing is accepted until
+    /// [`Server::start_serving`] or [`Server::serve_forever`].
+    pub start_serving: bool,
 }
 
 impl Default for ServerOptions {
@@ -47,6 +53,7 @@ impl Default for ServerOptions {
             backlog: 100,
             reuse_address: true,
             reuse_port: false,
+            start_serving: true,
         }
     }
 }
@@ -69,9 +76,15 @@ impl ServerOptions {
         self.reuse_address = on;
         self
     }
+
+    /// Sets [`start_serving`](ServerOptions::start_serving).
+    pub fn start_serving(mut self, on: bool) -> Self {
+        self.start_serving = on;
+        self
+    }
 }
 
-type Factory = Box<dyn FnMut() -> Rc<RefCell<dyn Protocol>>>;
+pub(super) type Factory = Box<dyn FnMut() -> Rc<RefCell<dyn Protocol>>>;
 
 /// A listening server: asyncio's `Server`.
 ///
@@ -88,6 +101,14 @@ type Factory = Box<dyn FnMut() -> Rc<RefCell<dyn Protocol>>>;
 /// The factory is dropped (once) when the server is closed, by [`close`](Server::close),
 /// by the loop closing or being dropped, or with the last `Server` handle; so a
 /// factory may keep a clone of its own `Server` without keeping it alive for ever.
+///
+/// # Serving
+/// A server made with [`ServerOptions::start_serving`] false listens but accepts
+/// nothing until [`start_serving`](Server::start_serving) (or
+/// [`serve_forever`](Server::serve_forever)); [`is_serving`](Server::is_serving) says
+/// which. [`close_clients`](Server::close_clients) and
+/// [`abort_clients`](Server::abort_clients) (Python 3.13) end the connections it
+/// accepted, which `close()` leaves open.
 #[derive(Clone)]
 pub struct Server {
     inner: Rc<ServerInner>,
@@ -101,14 +122,25 @@ struct ServerInner {
     factory: RefCell<Option<Factory>>,
     /// Connections accepted and not yet lost.
     active: Cell<usize>,
+    /// The transports of those connections, for `close_clients` / `abort_clients`
+    /// (`None` for the moment a connection's transport is being made). An entry
+    /// leaves when its connection is lost (or its transport could not be made).
+    clients: RefCell<Slab<Option<Transport>>>,
     closed: Cell<bool>,
-    /// The `wait_closed` futures waiting, one entry each (see `WaitClosed::key`).
+    /// The acceptors are registered: connections are accepted. False until
+    /// `start_serving` for a server made with `ServerOptions::start_serving(false)`.
+    serving: Cell<bool>,
+    /// A `serve_forever` future is running (one at a time, as asyncio's).
+    serving_forever: Cell<bool>,
+    /// The `wait_closed` and `serve_forever` futures waiting, one entry each (see
+    /// `WaitClosed::key`): all are woken when the server closes and when, closed, it
+    /// loses its last connection; each checks what it waits for.
     waiters: RefCell<WaitQueue>,
     /// The socket file of a Unix server, removed on close.
     unix_path: Option<SocketFile>,
 }
 
-enum ListenSock {
+pub(super) enum ListenSock {
     Tcp(mio::net::TcpListener),
     Unix(mio::net::UnixListener),
 }
@@ -129,7 +161,7 @@ impl Acceptor {
             return;
         };
         for _ in 0..READ_BUDGET * 4 {
-            if server.closed.get() || self.backing_off.get() {
+            if server.closed.get() || self.backing_off.get() || self.id.get().is_none() {
                 return;
             }
             let accepted = match &*self.sock.borrow() {
@@ -169,14 +201,42 @@ impl Acceptor {
         }
     }
 
-    fn stop(&self, lp: &Loop) {
-        let sock = self.sock.borrow_mut().take();
-        if let (Some(mut sock), Some(id)) = (sock, self.id.take()) {
-            match &mut sock {
+    /// Registers the listening socket with the loop: connections are accepted.
+    fn register(self: &Rc<Self>, lp: &Loop) -> io::Result<()> {
+        if self.id.get().is_some() {
+            return Ok(());
+        }
+        let id = {
+            let mut s = self.sock.borrow_mut();
+            let handler = Registration::handler(self);
+            match s.as_mut() {
+                Some(ListenSock::Tcp(l)) => lp.register_source(l, Interest::READABLE, handler)?,
+                Some(ListenSock::Unix(l)) => lp.register_source(l, Interest::READABLE, handler)?,
+                None => return Ok(()),
+            }
+        };
+        // Connections already waiting in the backlog need no call here: epoll reports
+        // a source that is ready when it is added, edge-triggered or not.
+        self.id.set(Some(id));
+        Ok(())
+    }
+
+    /// Deregisters the listening socket (if registered), keeping it open.
+    fn unregister(&self, lp: &Loop) {
+        if let Some(id) = self.id.take()
+            && let Some(sock) = &mut *self.sock.borrow_mut()
+        {
+            match sock {
                 ListenSock::Tcp(l) => lp.deregister_source(l, id),
                 ListenSock::Unix(l) => lp.deregister_source(l, id),
             }
         }
+    }
+
+    /// Stops listening: deregisters and closes the socket.
+    fn stop(&self, lp: &Loop) {
+        self.unregister(lp);
+        drop(self.sock.borrow_mut().take());
     }
 }
 
@@ -255,32 +315,50 @@ impl ServerInner {
             return; // it panicked (reported): the connection is dropped
         };
         self.active.set(self.active.get() + 1);
+        let key = self.clients.borrow_mut().insert(None);
         let server = Rc::downgrade(self);
         let on_lost = Box::new(move || {
             if let Some(s) = server.upgrade() {
-                s.connection_done();
+                s.connection_done(key);
             }
         });
-        if let Err(e) = TransportInner::start(lp, sock, protocol, Some(on_lost)) {
-            log::error!("evloop: cannot register an accepted connection: {e}");
-            self.connection_done();
+        match TransportInner::start(lp, sock, protocol, Some(on_lost)) {
+            Ok(transport) => {
+                if let Some(slot) = self.clients.borrow_mut().get_mut(key) {
+                    *slot = Some(transport);
+                }
+            }
+            Err(e) => {
+                log::error!("evloop: cannot register an accepted connection: {e}");
+                self.connection_done(key);
+            }
         }
     }
 
-    fn connection_done(&self) {
+    /// The connection of client slot `key` is over.
+    fn connection_done(&self, key: usize) {
+        let transport = self.clients.borrow_mut().try_remove(key);
+        drop(transport); // after the borrow: never the last handle (its caller holds one)
         self.active.set(self.active.get() - 1);
-        self.wake_if_done();
-    }
-
-    fn wake_if_done(&self) {
         if self.closed.get() && self.active.get() == 0 {
-            // Declared before the borrow: the wakers run after it ends.
-            let mut wakeups = Wakeups::default();
-            self.waiters.borrow_mut().notify_all(&mut wakeups);
+            self.notify_waiters();
         }
     }
 
-    fn start(self: &Rc<Self>, lp: &Loop, socks: Vec<ListenSock>) -> io::Result<()> {
+    /// Wakes every `wait_closed` and `serve_forever` future, to check its condition.
+    fn notify_waiters(&self) {
+        // Declared before the borrow: the wakers run after it ends.
+        let mut wakeups = Wakeups::default();
+        self.waiters.borrow_mut().notify_all(&mut wakeups);
+    }
+
+    /// Adds the listening sockets, and starts accepting on them if `serve`.
+    pub(super) fn start(
+        self: &Rc<Self>,
+        lp: &Loop,
+        socks: Vec<ListenSock>,
+        serve: bool,
+    ) -> io::Result<()> {
         for sock in socks {
             let acceptor = Rc::new_cyclic(|me| Acceptor {
                 me: me.clone(),
@@ -289,18 +367,42 @@ impl ServerInner {
                 id: Cell::new(None),
                 backing_off: Cell::new(false),
             });
-            let id = {
-                let mut s = acceptor.sock.borrow_mut();
-                let handler = Registration::handler(&acceptor);
-                match s.as_mut().expect("just stored") {
-                    ListenSock::Tcp(l) => lp.register_source(l, Interest::READABLE, handler)?,
-                    ListenSock::Unix(l) => lp.register_source(l, Interest::READABLE, handler)?,
-                }
-            };
-            acceptor.id.set(Some(id));
             self.acceptors.borrow_mut().push(acceptor);
         }
+        if serve {
+            self.start_serving(lp)?;
+        }
         Ok(())
+    }
+
+    /// Registers every acceptor; all or none.
+    fn start_serving(&self, lp: &Loop) -> io::Result<()> {
+        if self.closed.get() {
+            return Err(io::Error::other("start_serving: the server is closed"));
+        }
+        if self.serving.get() {
+            return Ok(());
+        }
+        let acceptors = self.acceptors.borrow().clone();
+        for (i, a) in acceptors.iter().enumerate() {
+            if let Err(e) = a.register(lp) {
+                for a in &acceptors[..i] {
+                    a.unregister(lp);
+                }
+                return Err(e);
+            }
+        }
+        self.serving.set(true);
+        Ok(())
+    }
+
+    /// The transports of the server's connections, cloned out of the borrow.
+    fn clients(&self) -> Vec<Transport> {
+        self.clients
+            .borrow()
+            .iter()
+            .filter_map(|(_, t)| t.clone())
+            .collect()
     }
 
     /// Closes the server: stops listening (with `lp` to deregister from, if the loop
@@ -309,6 +411,7 @@ impl ServerInner {
         if self.closed.replace(true) {
             return;
         }
+        self.serving.set(false);
         let acceptors = std::mem::take(&mut *self.acceptors.borrow_mut());
         for a in &acceptors {
             match lp {
@@ -327,7 +430,7 @@ impl ServerInner {
         if let Some(f) = factory {
             drop_guarded(&self.lp, "a server's protocol factory's destructor", f);
         }
-        self.wake_if_done();
+        self.notify_waiters();
     }
 }
 
@@ -353,18 +456,26 @@ impl Drop for ServerInner {
 }
 
 impl Server {
-    fn new(lp: &Loop, factory: Factory, unix_path: Option<SocketFile>) -> Server {
+    pub(super) fn new(lp: &Loop, factory: Factory, unix_path: Option<SocketFile>) -> Server {
         Server {
             inner: Rc::new(ServerInner {
                 lp: lp.downgrade(),
                 acceptors: RefCell::new(Vec::new()),
                 factory: RefCell::new(Some(factory)),
                 active: Cell::new(0),
+                clients: RefCell::new(Slab::new()),
                 closed: Cell::new(false),
+                serving: Cell::new(false),
+                serving_forever: Cell::new(false),
                 waiters: RefCell::new(WaitQueue::default()),
                 unix_path,
             }),
         }
+    }
+
+    /// Adds the listening sockets, and starts accepting on them if `serve`.
+    pub(super) fn start(&self, lp: &Loop, socks: Vec<ListenSock>, serve: bool) -> io::Result<()> {
+        self.inner.start(lp, socks, serve)
     }
 
     /// Stops listening (the listening sockets are closed; a Unix server's socket file
@@ -376,9 +487,64 @@ impl Server {
         self.inner.shut(lp.as_ref());
     }
 
-    /// Whether the server is still listening.
+    /// Whether the server accepts connections: from creation (or from
+    /// [`start_serving`](Server::start_serving), with
+    /// [`ServerOptions::start_serving`] false) until it is closed.
     pub fn is_serving(&self) -> bool {
-        !self.inner.closed.get()
+        self.inner.serving.get()
+    }
+
+    /// Starts accepting connections (asyncio's `start_serving`), for a server made
+    /// with [`ServerOptions::start_serving`] false. Connections that queued in the
+    /// backlog meanwhile are accepted from the next iteration. A server already
+    /// serving: nothing happens.
+    ///
+    /// # Errors
+    /// On a closed server (or a closed loop), or if the loop refuses the socket;
+    /// then nothing is accepted.
+    pub fn start_serving(&self) -> io::Result<()> {
+        match self.inner.lp.upgrade() {
+            Some(lp) if !lp.is_closed() => self.inner.start_serving(&lp),
+            _ => Err(io::Error::other("start_serving: the loop is closed")),
+        }
+    }
+
+    /// Serves until the server is closed (asyncio's `serve_forever`): starts serving
+    /// if it was not, then completes once [`close`](Server::close) is called
+    /// (connections may still be open: [`wait_closed`](Server::wait_closed) waits for
+    /// them too). On a closed server it completes at once, with `Ok`.
+    ///
+    /// Dropping the future before then (a cancelled task) closes the server, as
+    /// cancelling asyncio's `serve_forever` does.
+    ///
+    /// # Errors
+    /// If another `serve_forever` future is running on this server, or starting to
+    /// serve fails (see [`start_serving`](Server::start_serving)).
+    pub fn serve_forever(&self) -> ServeForever {
+        ServeForever {
+            server: self.clone(),
+            key: None,
+            running: false,
+        }
+    }
+
+    /// Closes every connection the server accepted that is still open (Python
+    /// 3.13's `close_clients`): each transport's [`close`](super::Transport::close),
+    /// which flushes its buffer first. Usually after [`close`](Server::close), so that
+    /// no new ones come.
+    pub fn close_clients(&self) {
+        for t in self.inner.clients() {
+            t.close();
+        }
+    }
+
+    /// Aborts every connection the server accepted that is still open (Python 3.13's
+    /// `abort_clients`): each transport's [`abort`](super::Transport::abort), which
+    /// drops its unsent buffer.
+    pub fn abort_clients(&self) {
+        for t in self.inner.clients() {
+            t.abort();
+        }
     }
 
     /// How many accepted connections are still open.
@@ -436,44 +602,103 @@ impl Future for WaitClosed {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let inner = &this.server.inner;
-        // Declared before the borrow: wakers are dropped after it ends.
-        let mut wakeups = Wakeups::default();
-        let mut waiters = inner.waiters.borrow_mut();
-        if inner.closed.get() && inner.active.get() == 0 {
-            if let Some(key) = this.key.take() {
-                waiters.remove(key, &mut wakeups);
-            }
-            return Poll::Ready(());
-        }
-        match this.key {
-            Some(key) if !waiters.is_notified(key) => {
-                waiters.register(key, cx.waker(), &mut wakeups);
-            }
-            stale => {
-                if let Some(key) = stale {
-                    waiters.remove(key, &mut wakeups);
-                }
-                this.key = Some(waiters.push(cx.waker()));
-            }
-        }
-        Poll::Pending
+        let done = inner.closed.get() && inner.active.get() == 0;
+        inner.park(&mut this.key, cx, done)
     }
 }
 
 impl Drop for WaitClosed {
     fn drop(&mut self) {
-        if let Some(key) = self.key.take() {
+        self.server.inner.unpark(&mut self.key);
+    }
+}
+
+impl ServerInner {
+    /// The waiting of a `wait_closed` or `serve_forever` future whose entry in
+    /// `waiters` is `key`: leaves the queue and is ready if `done`, else keeps (or
+    /// takes) one entry with the current waker.
+    fn park(&self, key: &mut Option<usize>, cx: &Context<'_>, done: bool) -> Poll<()> {
+        // Declared before the borrow: wakers are dropped after it ends.
+        let mut wakeups = Wakeups::default();
+        let mut waiters = self.waiters.borrow_mut();
+        if done {
+            if let Some(key) = key.take() {
+                waiters.remove(key, &mut wakeups);
+            }
+            return Poll::Ready(());
+        }
+        match *key {
+            Some(k) if !waiters.is_notified(k) => {
+                waiters.register(k, cx.waker(), &mut wakeups);
+            }
+            stale => {
+                if let Some(k) = stale {
+                    waiters.remove(k, &mut wakeups);
+                }
+                *key = Some(waiters.push(cx.waker()));
+            }
+        }
+        Poll::Pending
+    }
+
+    /// A waiting future goes away: its entry (and waker) with it.
+    fn unpark(&self, key: &mut Option<usize>) {
+        if let Some(k) = key.take() {
             let mut wakeups = Wakeups::default();
-            self.server
-                .inner
-                .waiters
-                .borrow_mut()
-                .remove(key, &mut wakeups);
+            self.waiters.borrow_mut().remove(k, &mut wakeups);
         }
     }
 }
 
-fn make_factory<P: Protocol + 'static>(mut factory: impl FnMut() -> P + 'static) -> Factory {
+/// The future of [`Server::serve_forever`]: `io::Result<()>`.
+#[derive(Debug)]
+pub struct ServeForever {
+    server: Server,
+    /// Our entry in `ServerInner::waiters` while we wait; only we remove it.
+    key: Option<usize>,
+    /// We set `serving_forever` and have not completed: dropping us closes the server.
+    running: bool,
+}
+
+impl Future for ServeForever {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let inner = &this.server.inner;
+        if !this.running && !inner.closed.get() {
+            if inner.serving_forever.get() {
+                return Poll::Ready(Err(io::Error::other(
+                    "serve_forever: another serve_forever is already running on this server",
+                )));
+            }
+            this.server.start_serving()?;
+            inner.serving_forever.set(true);
+            this.running = true;
+        }
+        let r = inner.park(&mut this.key, cx, inner.closed.get());
+        if r.is_ready() && std::mem::take(&mut this.running) {
+            inner.serving_forever.set(false);
+        }
+        r.map(Ok)
+    }
+}
+
+impl Drop for ServeForever {
+    /// Cancelled while serving: the server closes (asyncio's `serve_forever`).
+    fn drop(&mut self) {
+        let inner = &self.server.inner;
+        inner.unpark(&mut self.key);
+        if std::mem::take(&mut self.running) {
+            inner.serving_forever.set(false);
+            self.server.close();
+        }
+    }
+}
+
+pub(super) fn make_factory<P: Protocol + 'static>(
+    mut factory: impl FnMut() -> P + 'static,
+) -> Factory {
     Box::new(move || Rc::new(RefCell::new(factory())) as Rc<RefCell<dyn Protocol>>)
 }
 
@@ -553,7 +778,7 @@ impl Loop {
                 .map(|a| bind_tcp(*a, &options).map(ListenSock::Tcp))
                 .collect::<io::Result<Vec<_>>>()?;
             let server = Server::new(&lp, factory, None);
-            server.inner.start(&lp, socks)?;
+            server.inner.start(&lp, socks, options.start_serving)?;
             Ok(server)
         })
     }
@@ -575,7 +800,9 @@ impl Loop {
             let listener = mio::net::UnixListener::bind(&path)?;
             // If starting fails, dropping the server removes the file it bound.
             let server = Server::new(&lp, factory, Some(SocketFile::bound(path)));
-            server.inner.start(&lp, vec![ListenSock::Unix(listener)])?;
+            server
+                .inner
+                .start(&lp, vec![ListenSock::Unix(listener)], true)?;
             Ok(server)
         })
     }
