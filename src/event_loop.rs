@@ -21,6 +21,7 @@ use crate::stats::{Counters, Stats, add};
 use crate::timers::Timers;
 
 mod discard;
+pub(crate) use discard::discard_unrun;
 mod hooks;
 mod iteration;
 mod trim;

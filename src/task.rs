@@ -22,7 +22,7 @@ use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
 use std::thread;
 
 use crate::errors::{Error, ErrorContext, panic_text};
-use crate::event_loop::{Loop, WeakLoop, local_loop_by_id};
+use crate::event_loop::{Loop, WeakLoop, discard_unrun, local_loop_by_id};
 use crate::promise::CallbackId;
 use crate::ready::{Entry, Runnable, RunnableId};
 use crate::remote::{Remote, RemoteCall, loop_by_id};
@@ -83,6 +83,9 @@ impl fmt::Display for TaskError {
 impl std::error::Error for TaskError {}
 
 type TaskCallback<T> = Box<dyn FnOnce(&Loop, &Result<T, TaskError>)>;
+
+/// How drop reports name a task's done-callback dropped unrun.
+const DROPPED_CALLBACK: &str = "a task's done-callback";
 
 /// A task's waker: no allocation and no reference count. Its data word is the
 /// packed `(loop id, task key, low bits of the task id)` (see `RunnableId::pack`);
@@ -190,8 +193,11 @@ impl<T: 'static> Head<T> {
         }
     }
 
+    /// Schedules done-callback `f`; on a closed loop nothing can run it, and it is
+    /// dropped on its own (a panic in its `Drop` is reported).
     fn schedule_callback(&self, me: &Rc<dyn TaskRef<T>>, lp: &Loop, f: TaskCallback<T>) {
         if lp.is_closed() {
+            lp.discard_one(DROPPED_CALLBACK, f, self.location);
             return;
         }
         self.callbacks_in_flight
@@ -563,10 +569,12 @@ impl<T: 'static> Task<T> {
         let id = self.cell.head().next_callback.get();
         self.cell.head().next_callback.set(id + 1);
         if self.cell.head().done.get() {
-            if let Some(lp) = self.cell.head().lp.upgrade() {
-                self.cell
+            match self.cell.head().lp.upgrade() {
+                Some(lp) => self
+                    .cell
                     .head()
-                    .schedule_callback(&self.cell, &lp, Box::new(f));
+                    .schedule_callback(&self.cell, &lp, Box::new(f)),
+                None => discard_unrun(None, DROPPED_CALLBACK, Some(f)),
             }
         } else {
             self.cell.head().callbacks.borrow_mut().push(Box::new(f));
