@@ -107,7 +107,11 @@ fn dropped_readable_futures_keep_no_waker() {
             let mut buf = [0u8; 16];
             conn.read(&mut buf).await
         });
-        assert_eq!(total_held(&cs), 0, "no dropped readable()/read() keeps its waker");
+        assert_eq!(
+            total_held(&cs),
+            0,
+            "no dropped readable()/read() keeps its waker"
+        );
 
         client.write_all(b"x").await.unwrap();
         conn.readable().await;
