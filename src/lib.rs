@@ -82,6 +82,7 @@ mod ready;
 mod remote;
 mod remote_task;
 mod remote_wakes;
+mod run_until_complete;
 mod signal;
 mod source;
 mod stats;
