@@ -92,6 +92,7 @@ mod task_group;
 pub mod test;
 mod time;
 mod timers;
+mod token;
 mod waiters;
 
 pub use clock::Clock;

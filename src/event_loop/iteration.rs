@@ -362,12 +362,8 @@ impl Loop {
                     }
                 }
             }
-            Entry::Source {
-                key,
-                generation,
-                readiness,
-            } => {
-                let handler = self.inner.io.borrow().source_handler(key, generation);
+            Entry::Source { token, readiness } => {
+                let handler = self.inner.io.borrow().source_handler(token);
                 if let Some((handler, location)) = handler {
                     let readiness = Readiness::from_bits(readiness);
                     self.invoke("I/O event handler", location, || {
