@@ -246,10 +246,12 @@ impl Loop {
     #[inline(always)]
     fn jump_virtual_time(&self) {
         let inner = &*self.inner;
-        if inner.clock.auto_advances() && inner.external.get() == 0 && !self.has_ready_work() {
-            if let Some(deadline) = self.next_deadline() {
-                inner.clock.auto_advance_to(deadline);
-            }
+        if inner.clock.auto_advances()
+            && inner.external.get() == 0
+            && !self.has_ready_work()
+            && let Some(deadline) = self.next_deadline()
+        {
+            inner.clock.auto_advance_to(deadline);
         }
     }
 
