@@ -21,6 +21,7 @@ use crate::stats::{Counters, Stats, add};
 use crate::timers::Timers;
 
 mod discard;
+pub(crate) use discard::discard_unrun;
 mod hooks;
 mod iteration;
 mod trim;
@@ -39,19 +40,10 @@ type ExceptionHandler = Box<dyn FnMut(&Loop, &ErrorContext)>;
 /// use a [`Remote`].
 ///
 /// # One iteration
-/// 1. **Timeout**: zero if callbacks are ready, a threadsafe call is queued or the loop
-///    is stopping; else until the earliest live timer; else forever.
-/// 2. **Poll**: wait for I/O (or a wake-up) that long, and queue every ready reader
-///    and writer. While callbacks keep the loop busy, the OS is polled without
-///    blocking on at least every 32nd iteration instead of on each, so a ready fd
-///    waits at most 32 iterations behind a chain of callbacks; an idle or blocking
-///    iteration, and every `run_once`, always polls.
-/// 3. **Timers**: queue every timer whose deadline has passed, earliest first, equal
-///    deadlines in scheduling order.
-/// 4. **Threadsafe calls**: queue those that arrived from other threads.
-/// 5. **Run**: run exactly the callbacks queued when this phase began, in order.
-///    Callbacks scheduled meanwhile wait for the next iteration. This is the only
-///    place where callbacks run; everything else just queues them.
+/// Each iteration computes a timeout, polls I/O, queues expired timers and threadsafe
+/// calls, then runs exactly the callbacks queued when its run phase began: see
+/// [One iteration, phase by phase](crate#one-iteration-phase-by-phase) in the crate
+/// docs, the one place the phases are described.
 ///
 /// # Panics in callbacks
 /// A panicking callback does not take the loop down: the panic is caught, handed to
@@ -436,10 +428,9 @@ impl Loop {
     }
 
     /// Calls `f` whenever `fd` is readable, level-triggered: as long as data is left
-    /// unread, `f` is called again on the next iteration that polls the OS. An idle
-    /// or blocking iteration always polls; while callbacks keep the loop busy, at
-    /// least every 32nd iteration polls (without blocking), so a ready fd waits at
-    /// most 32 iterations.
+    /// unread, `f` is called again on the next iteration that polls the OS, so a
+    /// ready fd waits at most 32 iterations (see
+    /// [One iteration, phase by phase](crate#one-iteration-phase-by-phase)).
     ///
     /// One reader per fd: adding again replaces the previous reader, whose closure is
     /// dropped at once and whose handle counts as cancelled. The loop never closes `fd`.

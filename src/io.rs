@@ -12,7 +12,7 @@
 //! sub-millisecond timer deadlines) stay edge-triggered and need no draining.
 //!
 //! # Tokens and stale events
-//! One registration per fd holds its reader and writer. Its token is the slab key
+//! One registration per fd holds its reader and writer. Its token (a [`Token`]) is the slab key
 //! plus a generation that changes on every `add_*`, so an event reported for a
 //! registration that was replaced or removed in the meantime (even if the fd number
 //! was reused) matches nothing and is dropped. Each reader and writer also has a
@@ -43,20 +43,21 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll};
 use slab::Slab;
 
 use crate::Loop;
 use crate::ready::{Entry, Ready, key_u32};
 use crate::source::{Readiness, SOURCE_BIT, SourceEntry, SourceHandler, SourceId};
+use crate::token::Token;
 
 /// A reader or writer callback: called every iteration its fd is ready.
 pub(crate) type IoCallback = Box<dyn FnMut(&Loop)>;
 
 /// The token of the remote queue's `mio::Waker`.
-pub(crate) const WAKER: Token = Token(usize::MAX);
+pub(crate) const WAKER: mio::Token = mio::Token(usize::MAX);
 /// The token of the timerfd.
-const TIMER: Token = Token(usize::MAX - 1);
+const TIMER: mio::Token = mio::Token(usize::MAX - 1);
 
 /// A reader or writer callback the loop lets go of (removed, replaced, evicted),
 /// with where it was registered: the caller drops it outside its borrow.
@@ -108,7 +109,8 @@ impl Reg {
     }
 
     fn token(&self, key: u32) -> u64 {
-        (u64::from(self.generation) << 32) | u64::from(key)
+        let generation = self.generation;
+        Token { key, generation }.to_word()
     }
 }
 
@@ -197,7 +199,7 @@ impl Io {
         let this = if write { libc::EPOLLOUT } else { libc::EPOLLIN } as u32;
         let (key, displaced) = if let Some(&key) = self.by_fd.get(&fd) {
             let reg = &mut self.regs[key as usize];
-            let token = (u64::from(generation) << 32) | u64::from(key);
+            let token = Token { key, generation }.to_word();
             // The fd may have been closed (and its number reused by another fd of the
             // user's) since it was registered: the kernel then forgot it, and MOD says
             // ENOENT. The other direction's watcher belonged to the old file: it goes,
@@ -221,7 +223,7 @@ impl Io {
             (key, displaced)
         } else {
             let key = key_u32(self.regs.vacant_key());
-            let token = (u64::from(generation) << 32) | u64::from(key);
+            let token = Token { key, generation }.to_word();
             // EEXIST: the fd is already in the epoll set but not as a user fd: it is
             // one of the loop's own (its wake-up or timer fd, a library socket). The
             // error stands: taking it over would break the loop (asyncio refuses an
@@ -375,15 +377,12 @@ impl Io {
                 self.armed = None; // it fired: a later deadline must arm it again
                 continue;
             }
-            let raw = token.0 as u64;
-            let key = raw as u32;
-            let generation = (raw >> 32) as u32;
+            let Token { key, generation } = Token::from_word(token.0 as u64);
             if key & SOURCE_BIT != 0 {
                 let key = key & !SOURCE_BIT;
                 if matches!(self.sources.get(key as usize), Some(s) if s.generation == generation) {
                     ready.push(Entry::Source {
-                        key,
-                        generation,
+                        token: Token { key, generation },
                         readiness: Readiness::from_event(ev).bits(),
                     });
                     out.queued += 1;
@@ -443,7 +442,11 @@ impl Io {
         let entry = self.sources.vacant_entry();
         let key = key_u32(entry.key());
         assert!(key < SOURCE_BIT, "too many sources");
-        let token = Token(((u64::from(generation) << 32) | u64::from(key | SOURCE_BIT)) as usize);
+        let token = Token {
+            key: key | SOURCE_BIT,
+            generation,
+        }
+        .to_mio();
         self.poll.registry().register(source, token, interest)?;
         entry.insert(SourceEntry {
             generation,
@@ -468,14 +471,13 @@ impl Io {
         Some(self.sources.remove(id.key as usize).handler)
     }
 
-    /// The handler of a source, for an event of generation `generation`.
+    /// The handler of source `id`, for an event of its generation.
     pub(crate) fn source_handler(
         &self,
-        key: u32,
-        generation: u32,
+        id: SourceId,
     ) -> Option<(Rc<dyn SourceHandler>, &'static Location<'static>)> {
-        match self.sources.get(key as usize) {
-            Some(s) if s.generation == generation => Some((s.handler.clone(), s.location)),
+        match self.sources.get(id.key as usize) {
+            Some(s) if s.generation == id.generation => Some((s.handler.clone(), s.location)),
             _ => None,
         }
     }

@@ -31,13 +31,17 @@
 //!    sub-millisecond precision) and queue every ready reader and writer. Readers and
 //!    writers are level-triggered, as asyncio's. While callbacks keep the loop busy,
 //!    the OS is polled without blocking on at least every 32nd iteration instead of
-//!    on each, so a ready fd waits at most 32 iterations; an idle or blocking
-//!    iteration always polls.
+//!    on each, so a ready fd waits at most 32 iterations behind a chain of callbacks;
+//!    an idle or blocking iteration, and every [`Loop::run_once`], always polls.
 //! 3. **Timers.** Queue every timer whose deadline has passed, in deadline order, equal
 //!    deadlines in scheduling order. A timer never fires early.
 //! 4. **Threadsafe calls.** Queue what other threads sent.
-//! 5. **Run.** Run exactly the callbacks queued when this phase began. Whatever they
-//!    schedule waits for the next iteration.
+//! 5. **Run.** Run exactly the callbacks queued when this phase began, in order.
+//!    Whatever they schedule waits for the next iteration. This is the only place
+//!    where callbacks run; everything else just queues them.
+//!
+//! (This is the one description of the phases; the [`Loop`] docs and the code's
+//! `iterate`, whose phase functions carry these names, link here.)
 //!
 //! # Threads
 //! [`Loop`], [`Handle`] and [`TimerHandle`] are `!Send`: they belong to the loop's
@@ -124,6 +128,7 @@ mod remote;
 mod remote_task;
 mod remote_wakes;
 mod run;
+mod run_until_complete;
 mod signal;
 mod source;
 mod stats;
@@ -133,6 +138,7 @@ mod task_group;
 pub mod test;
 mod time;
 mod timers;
+mod token;
 mod waiters;
 
 pub use clock::Clock;

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use crate::errors::{Cancelled, InvalidState};
-use crate::event_loop::{Loop, WeakLoop};
+use crate::event_loop::{Loop, WeakLoop, discard_unrun};
 use crate::waiters::{WaitQueue, Wakeups};
 
 /// Identifies a done-callback, to remove it with `remove_done_callback`.
@@ -17,6 +17,9 @@ use crate::waiters::{WaitQueue, Wakeups};
 pub struct CallbackId(pub(crate) u64);
 
 type DoneCallback<T> = Box<dyn FnOnce(&Loop, &Result<T, Cancelled>)>;
+
+/// How the loop's drop reports name a promise's done-callback dropped unrun.
+const DROPPED_CALLBACK: &str = "a promise's done-callback";
 
 /// A result slot completed on the loop: asyncio's `Future`.
 ///
@@ -65,7 +68,10 @@ struct PromiseInner<T> {
     location: &'static Location<'static>,
     /// Set exactly once, by `set_result` or `cancel`.
     result: OnceCell<Result<T, Cancelled>>,
-    /// Callbacks waiting for the result. Empty once done: they have been scheduled.
+    /// Callbacks waiting for the result. Empty once done: they have been scheduled
+    /// (or, with the loop closed or gone, dropped). Never dropped as a whole: each is
+    /// dropped on its own (see `discard_unrun`), as a panic in one's `Drop` while
+    /// the rest unwind would abort the process.
     callbacks: RefCell<Vec<(u64, DoneCallback<T>)>>,
     next_callback: Cell<u64>,
     /// The wakers of the handles awaiting the promise, one each (see
@@ -141,6 +147,21 @@ impl<T> Clone for Promise<T> {
         Promise {
             inner: self.inner.clone(),
             key: Cell::new(None),
+        }
+    }
+}
+
+/// The last handle is gone with callbacks still waiting: they can never run.
+impl<T> Drop for PromiseInner<T> {
+    fn drop(&mut self) {
+        let callbacks = std::mem::take(self.callbacks.get_mut());
+        if !callbacks.is_empty() {
+            let lp = self.lp.upgrade();
+            discard_unrun(
+                lp.as_ref(),
+                DROPPED_CALLBACK,
+                callbacks.into_iter().map(|(_, f)| f),
+            );
         }
     }
 }
@@ -247,9 +268,10 @@ impl<T: 'static> Promise<T> {
         let mut cbs = self.inner.callbacks.borrow_mut();
         match cbs.iter().position(|(i, _)| *i == id.0) {
             Some(pos) => {
-                let removed = cbs.remove(pos);
+                let (_, removed) = cbs.remove(pos);
                 drop(cbs);
-                drop(removed);
+                let lp = self.inner.lp.upgrade();
+                discard_unrun(lp.as_ref(), "a removed done-callback", Some(removed));
                 true
             }
             None => false,
@@ -259,19 +281,38 @@ impl<T: 'static> Promise<T> {
     fn complete(&self, result: Result<T, Cancelled>) -> Result<(), Result<T, Cancelled>> {
         self.inner.result.set(result)?;
         let callbacks = std::mem::take(&mut *self.inner.callbacks.borrow_mut());
-        for (_, f) in callbacks {
-            self.schedule(f);
+        if !callbacks.is_empty() {
+            match self.inner.lp.upgrade() {
+                Some(lp) if !lp.is_closed() => {
+                    for (_, f) in callbacks {
+                        self.schedule_on(&lp, f);
+                    }
+                }
+                // Nothing can run them: each is dropped on its own.
+                lp => discard_unrun(
+                    lp.as_ref(),
+                    DROPPED_CALLBACK,
+                    callbacks.into_iter().map(|(_, f)| f),
+                ),
+            }
         }
         let awaiters = std::mem::take(&mut *self.inner.awaiters.borrow_mut());
         awaiters.wake_all();
         Ok(())
     }
 
+    /// Schedules `f` on the promise's loop; with the loop closed or gone, nothing can
+    /// run it, and it is dropped.
     #[track_caller]
     fn schedule(&self, f: DoneCallback<T>) {
-        let Some(lp) = self.inner.lp.upgrade().filter(|lp| !lp.is_closed()) else {
-            return; // the loop is gone: nothing can run the callback
-        };
+        match self.inner.lp.upgrade() {
+            Some(lp) if !lp.is_closed() => self.schedule_on(&lp, f),
+            lp => discard_unrun(lp.as_ref(), DROPPED_CALLBACK, Some(f)),
+        }
+    }
+
+    #[track_caller]
+    fn schedule_on(&self, lp: &Loop, f: DoneCallback<T>) {
         let inner = self.inner.clone();
         lp.call_soon(move |lp| {
             let result = inner.result.get().expect("scheduled once done");

@@ -16,6 +16,7 @@ use slab::Slab;
 use crate::Loop;
 use crate::capacity::{Peak, is_oversized};
 use crate::remote::Queued;
+use crate::token::Token;
 
 pub(crate) use crate::callback::Callback;
 
@@ -200,11 +201,7 @@ pub(crate) enum Entry {
     /// A reader (`write == false`) or writer of the I/O registration `key`.
     Io { key: u32, id: u64, write: bool },
     /// An event of a library-owned source (a socket).
-    Source {
-        key: u32,
-        generation: u32,
-        readiness: u8,
-    },
+    Source { token: Token, readiness: u8 },
     /// A threadsafe call, drained from the remote queue or sent on the loop thread.
     Remote(Queued),
     /// Upper-layer work (a task step).

@@ -71,13 +71,10 @@ pub(crate) trait SourceHandler {
     }
 }
 
-/// Names a registered source. Events for an id whose generation no longer matches
-/// (the source was deregistered, its slot reused) are dropped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SourceId {
-    pub(crate) key: u32,
-    pub(crate) generation: u32,
-}
+/// Names a registered source: its slot and generation. Events for an id whose
+/// generation no longer matches (the source was deregistered, its slot reused) are
+/// dropped.
+pub(crate) type SourceId = crate::token::Token;
 
 /// Marks a token's low word as a source's (user fd registrations never set it).
 pub(crate) const SOURCE_BIT: u32 = 1 << 31;

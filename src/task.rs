@@ -2,8 +2,8 @@
 //!
 //! A task step is an ordinary loop callback (a [`Runnable`] on the ready queue, not a
 //! boxed closure). The task's waker is a plain word naming the task (see
-//! `task_waker`): waking sets the task's `scheduled` flag and, if it was clear,
-//! queues one step. On the loop's own thread that is a push onto the ready queue (no
+//! `task_waker`): waking sets the task's `SCHEDULED` bit (see `task/state.rs`, where
+//! every state bit is documented) and, if it was clear, queues one step. On the loop's own thread that is a push onto the ready queue (no
 //! lock, no syscall, no allocation); from another thread the word travels through
 //! the remote queue, once per task until the loop takes it (see `remote_wakes`:
 //! however many threads wake a pending task, one entry is queued for it).
@@ -12,20 +12,20 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, Location, catch_unwind, resume_unwind};
-use std::pin::{Pin, pin};
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
+use std::pin::Pin;
 use std::ptr;
 use std::rc::Rc;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
-use std::thread;
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
-use crate::errors::{Error, ErrorContext, panic_text};
-use crate::event_loop::{Loop, WeakLoop, local_loop_by_id};
+use crate::errors::{ErrorContext, panic_text};
+use crate::event_loop::{Loop, WeakLoop, discard_unrun, local_loop_by_id};
 use crate::promise::CallbackId;
 use crate::ready::{Entry, Runnable, RunnableId};
-use crate::remote::{Remote, RemoteCall, loop_by_id};
+use crate::remote::loop_by_id;
+
+mod state;
+use state::State;
 
 /// Why a task produced no output.
 pub enum TaskError {
@@ -84,6 +84,9 @@ impl std::error::Error for TaskError {}
 
 type TaskCallback<T> = Box<dyn FnOnce(&Loop, &Result<T, TaskError>)>;
 
+/// How drop reports name a task's done-callback dropped unrun.
+const DROPPED_CALLBACK: &str = "a task's done-callback";
+
 /// A task's waker: no allocation and no reference count. Its data word is the
 /// packed `(loop id, task key, low bits of the task id)` (see `RunnableId::pack`);
 /// cloning copies the word and dropping does nothing. Waking looks the task up: on the
@@ -127,18 +130,8 @@ struct Head<T> {
     rid: RunnableId,
     /// Set once done; taken by the `.await` that consumes it.
     result: RefCell<Option<Result<T, TaskError>>>,
-    done: Cell<bool>,
-    cancelled: Cell<bool>,
-    /// The result was moved out by an `.await`.
-    taken: Cell<bool>,
-    cancel_requested: Cell<bool>,
-    /// Someone has seen or will see the result (awaited it, or added a done-callback).
-    retrieved: Cell<bool>,
-    /// The `Task` handle was dropped.
-    detached: Cell<bool>,
-    /// A step is queued. Cleared when a step starts, so a wake during the poll
-    /// queues the next one; however many wakes arrive, one step is queued.
-    scheduled: Cell<bool>,
+    /// Where the task stands: see [`State`], each bit with its invariant.
+    state: State,
     callbacks: RefCell<Vec<TaskCallback<T>>>,
     next_callback: Cell<u32>,
     /// Done-callbacks scheduled but not yet run: an `.await` waits for them, since
@@ -175,23 +168,27 @@ impl<F: Future + 'static> TaskRef<F::Output> for TaskCell<F> {
 impl<T: 'static> Head<T> {
     fn finish(&self, me: &Rc<dyn TaskRef<T>>, lp: &Loop, result: Result<T, TaskError>) {
         let panicked = matches!(result, Err(TaskError::Panicked(_)));
-        self.cancelled
-            .set(matches!(result, Err(TaskError::Cancelled)));
+        if matches!(result, Err(TaskError::Cancelled)) {
+            self.state.set(State::CANCELLED);
+        }
         *self.result.borrow_mut() = Some(result);
-        self.done.set(true);
+        self.state.set(State::DONE);
         lp.unregister_runnable(self.rid);
         let callbacks = std::mem::take(&mut *self.callbacks.borrow_mut());
         for f in callbacks {
             self.schedule_callback(me, lp, f);
         }
         self.wake_awaiter();
-        if panicked && self.detached.get() && !self.retrieved.get() {
+        if panicked && self.state.is(State::DETACHED) && !self.state.is(State::RETRIEVED) {
             self.report_unretrieved(lp);
         }
     }
 
+    /// Schedules done-callback `f`; on a closed loop nothing can run it, and it is
+    /// dropped on its own (a panic in its `Drop` is reported).
     fn schedule_callback(&self, me: &Rc<dyn TaskRef<T>>, lp: &Loop, f: TaskCallback<T>) {
         if lp.is_closed() {
+            lp.discard_one(DROPPED_CALLBACK, f, self.location);
             return;
         }
         self.callbacks_in_flight
@@ -219,7 +216,7 @@ impl<T: 'static> Head<T> {
     }
 
     fn report_unretrieved(&self, lp: &Loop) {
-        self.retrieved.set(true);
+        self.state.set(State::RETRIEVED);
         let result = self.result.borrow();
         if let Some(Err(TaskError::Panicked(p))) = &*result {
             let ctx = ErrorContext::from_panic("Task exception was never retrieved", &**p)
@@ -256,12 +253,12 @@ impl<T: 'static> Drop for InFlight<T> {
 impl<F: Future + 'static> Runnable for TaskCell<F> {
     fn run(self: Rc<Self>, lp: &Loop) {
         let head = &self.head;
-        head.scheduled.set(false);
-        if head.done.get() {
+        head.state.clear(State::SCHEDULED);
+        if head.state.is(State::DONE) {
             return;
         }
         let me: Rc<dyn TaskRef<F::Output>> = self.clone();
-        if head.cancel_requested.get() {
+        if head.state.is(State::CANCEL_REQUESTED) {
             let result = match self.drop_future() {
                 None => Err(TaskError::Cancelled),
                 Some(panic) => Err(TaskError::Panicked(panic)),
@@ -303,10 +300,10 @@ impl<F: Future + 'static> Runnable for TaskCell<F> {
 
     fn cancel(&self) -> bool {
         let head = &self.head;
-        if head.done.get() {
+        if head.state.is(State::DONE) {
             return false;
         }
-        if !head.cancel_requested.replace(true)
+        if !head.state.insert(State::CANCEL_REQUESTED)
             && let Some(lp) = head.lp.upgrade()
         {
             lp.wake_runnable(head.rid);
@@ -315,7 +312,7 @@ impl<F: Future + 'static> Runnable for TaskCell<F> {
     }
 
     fn wake(&self) -> bool {
-        !self.head.scheduled.replace(true)
+        !self.head.state.insert(State::SCHEDULED)
     }
 
     fn shutdown(&self, report: &mut dyn FnMut(Box<dyn Any + Send>)) {
@@ -323,8 +320,8 @@ impl<F: Future + 'static> Runnable for TaskCell<F> {
             report(panic);
         }
         let head = &self.head;
-        if !head.done.replace(true) {
-            head.cancelled.set(true);
+        if !head.state.insert(State::DONE) {
+            head.state.set(State::CANCELLED);
             *head.result.borrow_mut() = Some(Err(TaskError::Cancelled));
             // Dropped one by one with no borrow held: a callback's `Drop` may use the
             // task (or panic, without aborting the process).
@@ -391,13 +388,7 @@ impl Loop {
                     lp,
                     rid,
                     result: RefCell::new(None),
-                    done: Cell::new(false),
-                    cancelled: Cell::new(false),
-                    taken: Cell::new(false),
-                    cancel_requested: Cell::new(false),
-                    retrieved: Cell::new(false),
-                    detached: Cell::new(false),
-                    scheduled: Cell::new(true),
+                    state: State::new(State::SCHEDULED),
                     callbacks: RefCell::new(Vec::new()),
                     next_callback: Cell::new(0),
                     callbacks_in_flight: Cell::new(0),
@@ -418,111 +409,6 @@ impl Loop {
         self.push_entry(Entry::Runnable(cell.clone()));
         Task { cell }
     }
-
-    /// Runs the loop until `fut` completes, and returns its output. `fut` may borrow
-    /// from the caller's stack (it need not be `'static`).
-    ///
-    /// As in asyncio, `fut` is polled like a task: its first poll and every poll after
-    /// a wake are queued behind the callbacks already ready. Once it completes, the
-    /// run ends after the callbacks that were ready at that moment (done-callbacks of
-    /// what it awaited included) and the rest of that iteration.
-    ///
-    /// # Errors
-    /// As [`run_forever`](Loop::run_forever), and `Err(Error::Stopped)` if
-    /// [`stop`](Loop::stop) ends the run before `fut` completes.
-    ///
-    /// # Panics
-    /// If `fut` panics, the panic resumes here (as `block_on` does), and the loop is
-    /// left stopped and usable.
-    pub fn run_until_complete<F: Future>(&self, fut: F) -> Result<F::Output, Error> {
-        let guard = self.enter()?;
-        let main = Arc::new(MainWaker {
-            woken: AtomicBool::new(true),
-            remote: self.remote(),
-        });
-        let waker = Waker::from(main.clone());
-        let mut cx = Context::from_waker(&waker);
-        let mut fut = pin!(fut);
-        let output: Cell<Option<thread::Result<F::Output>>> = Cell::new(None);
-        // `completed`: the future returned; like asyncio's `_run_until_complete_cb`,
-        // the run ends at a marker queued then, after what was already ready.
-        let completed = Cell::new(false);
-        let done = Cell::new(false);
-        let mut poll_main = || {
-            if completed.get() {
-                done.set(true);
-                return;
-            }
-            if !main.woken.swap(false, Ordering::AcqRel) {
-                return;
-            }
-            match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx))) {
-                Ok(Poll::Ready(v)) => output.set(Some(Ok(v))),
-                Ok(Poll::Pending) => return,
-                Err(payload) => {
-                    // A panic resumes in the caller at the end of this iteration.
-                    output.set(Some(Err(payload)));
-                    done.set(true);
-                }
-            }
-            completed.set(true);
-            self.push_entry(Entry::Main);
-        };
-        self.push_entry(Entry::Main);
-        loop {
-            self.iterate(None, false, &mut poll_main)?;
-            if done.get() {
-                break;
-            }
-            if self.is_stopping() {
-                if completed.get() {
-                    break; // done in the iteration that stopped: its output stands
-                }
-                return Err(Error::Stopped);
-            }
-        }
-        drop(guard);
-        match output.take().expect("set when done") {
-            Ok(v) => Ok(v),
-            Err(payload) => resume_unwind(payload),
-        }
-    }
-}
-
-/// The waker of `run_until_complete`'s future: a wake sets the flag and queues an
-/// `Entry::Main`, where the future is polled.
-struct MainWaker {
-    woken: AtomicBool,
-    remote: Remote,
-}
-
-impl Wake for MainWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if !self.woken.swap(true, Ordering::AcqRel) {
-            match self.remote.local_loop() {
-                Some(lp) => lp.push_entry(Entry::Main),
-                None => {
-                    let _ = self.remote.send(self.clone());
-                }
-            }
-        }
-    }
-}
-
-/// A wake from another thread: queue the poll, in FIFO order, from the run phase.
-impl RemoteCall for MainWaker {
-    fn run(&self, lp: &Loop) {
-        lp.push_entry(Entry::Main);
-    }
-    fn discard(&self) {}
-    fn cancel(&self) {}
-    fn is_cancelled(&self) -> bool {
-        false
-    }
 }
 
 impl<T: 'static> Task<T> {
@@ -537,12 +423,12 @@ impl<T: 'static> Task<T> {
 
     /// Whether the task finished, panicked or was cancelled.
     pub fn is_done(&self) -> bool {
-        self.cell.head().done.get()
+        self.cell.head().state.is(State::DONE)
     }
 
     /// Whether the task ended by cancellation.
     pub fn is_cancelled(&self) -> bool {
-        self.cell.head().cancelled.get()
+        self.cell.head().state.is(State::CANCELLED)
     }
 
     /// Adds `f`, called (through `call_soon`) with the task's result once it is done.
@@ -556,17 +442,19 @@ impl<T: 'static> Task<T> {
         f: impl FnOnce(&Loop, &Result<T, TaskError>) + 'static,
     ) -> CallbackId {
         assert!(
-            !self.cell.head().taken.get(),
+            !self.cell.head().state.is(State::TAKEN),
             "Task::add_done_callback after the task's output was taken by .await; add done-callbacks before awaiting"
         );
-        self.cell.head().retrieved.set(true);
+        self.cell.head().state.set(State::RETRIEVED);
         let id = self.cell.head().next_callback.get();
         self.cell.head().next_callback.set(id + 1);
-        if self.cell.head().done.get() {
-            if let Some(lp) = self.cell.head().lp.upgrade() {
-                self.cell
+        if self.cell.head().state.is(State::DONE) {
+            match self.cell.head().lp.upgrade() {
+                Some(lp) => self
+                    .cell
                     .head()
-                    .schedule_callback(&self.cell, &lp, Box::new(f));
+                    .schedule_callback(&self.cell, &lp, Box::new(f)),
+                None => discard_unrun(None, DROPPED_CALLBACK, Some(f)),
             }
         } else {
             self.cell.head().callbacks.borrow_mut().push(Box::new(f));
@@ -585,7 +473,7 @@ impl<T: 'static> Task<T> {
 
     /// Someone else (a `TaskGroup`) takes care of the task's panic.
     pub(crate) fn mark_retrieved(&self) {
-        self.cell.head().retrieved.set(true);
+        self.cell.head().state.set(State::RETRIEVED);
     }
 
     /// The task as loop work, to cancel it without knowing `T`.
@@ -599,12 +487,12 @@ impl<T: 'static> Future for Task<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let cell = self.cell.head();
-        if cell.done.get() && cell.callbacks_in_flight.get() == 0 {
+        if cell.state.is(State::DONE) && cell.callbacks_in_flight.get() == 0 {
             let result = cell.result.borrow_mut().take();
             match result {
                 Some(r) => {
-                    cell.taken.set(true);
-                    cell.retrieved.set(true);
+                    cell.state.set(State::TAKEN);
+                    cell.state.set(State::RETRIEVED);
                     Poll::Ready(r)
                 }
                 None => panic!("Task polled again after it returned its output"),
@@ -628,17 +516,17 @@ impl<T: 'static> Future for Task<T> {
 impl<T> Drop for Task<T> {
     fn drop(&mut self) {
         let cell = self.cell.head();
-        cell.detached.set(true);
+        cell.state.set(State::DETACHED);
         // Nobody can await the task any more: let go of the waker of the last `.await`
         // (a future that awaited `&mut task` and was dropped, a timeout).
         let awaiter = cell.awaiter.borrow_mut().take();
         drop(awaiter);
-        if cell.done.get()
-            && !cell.retrieved.get()
+        if cell.state.is(State::DONE)
+            && !cell.state.is(State::RETRIEVED)
             && matches!(&*cell.result.borrow(), Some(Err(TaskError::Panicked(_))))
             && let Some(lp) = cell.lp.upgrade()
         {
-            cell.retrieved.set(true);
+            cell.state.set(State::RETRIEVED);
             if let Some(Err(TaskError::Panicked(p))) = &*cell.result.borrow() {
                 let ctx = ErrorContext::from_panic("Task exception was never retrieved", &**p)
                     .with_location(cell.location);
@@ -652,8 +540,8 @@ impl<T> fmt::Debug for Task<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Task")
             .field("location", &self.cell.head().location)
-            .field("done", &self.cell.head().done.get())
-            .field("cancelled", &self.cell.head().cancelled.get())
+            .field("done", &self.cell.head().state.is(State::DONE))
+            .field("cancelled", &self.cell.head().state.is(State::CANCELLED))
             .finish()
     }
 }

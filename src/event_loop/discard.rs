@@ -63,10 +63,20 @@ impl Loop {
     }
 }
 
-/// For the loop's own drop, when no [`Loop`] is left to hand the exception handler:
-/// drops each item, logging a panicking destructor at error level (as the default
-/// handler does).
-pub(super) fn discard_logged<T>(what: &str, items: impl IntoIterator<Item = T>) {
+/// Drops each item that will never run (a done-callback of a promise or task whose
+/// loop is closed or gone): through [`Loop::discard`] while the loop lives, else
+/// [`discard_logged`].
+pub(crate) fn discard_unrun<T>(lp: Option<&Loop>, what: &str, items: impl IntoIterator<Item = T>) {
+    match lp {
+        Some(lp) => lp.discard(what, items),
+        None => discard_logged(what, items),
+    }
+}
+
+/// For the loop's own drop, or a value that outlived its loop, when no [`Loop`] is
+/// left to hand the exception handler: drops each item, logging a panicking
+/// destructor at error level (as the default handler does).
+pub(crate) fn discard_logged<T>(what: &str, items: impl IntoIterator<Item = T>) {
     for item in items {
         if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(item))) {
             log_drop_panic(what, None, payload);

@@ -1,6 +1,9 @@
 //! One iteration of the loop, phase by phase, and the start and end of a run.
 //!
-//! `iterate` is the only place where callbacks run; everything else queues them.
+//! `iterate` reads as the phases the crate docs describe
+//! ([One iteration, phase by phase](crate#one-iteration-phase-by-phase)):
+//! `poll_timeout`, `poll_io`, `queue_timers`, `queue_remote`, `run_ready`. It is the
+//! only place where callbacks run; everything else queues them.
 
 use std::time::{Duration, Instant};
 
@@ -122,139 +125,191 @@ impl Loop {
         }
     }
 
-    /// One iteration; see the type's docs for the phases. `main` is called for each
-    /// `Entry::Main` in the run phase.
+    /// One iteration, as the crate docs describe it
+    /// ([One iteration, phase by phase](crate#one-iteration-phase-by-phase)). `cap`
+    /// caps the poll timeout (`run_once`), `always_poll` makes the iteration poll the
+    /// OS even when the poll could be skipped, and `main` is called for each
+    /// `Entry::Main` in the run phase (`run_until_complete`).
+    ///
+    /// This is the only place where callbacks run; everything else queues them.
     pub(crate) fn iterate(
         &self,
         cap: Option<Duration>,
         always_poll: bool,
         main: &mut dyn FnMut(),
     ) -> Result<(), Error> {
-        let inner = &*self.inner;
-
-        // 1. Timeout.
         let busy = self.has_ready_work();
-        let mut timeout = if busy {
+        let timeout = self.poll_timeout(busy, cap);
+        self.poll_io(busy, timeout, always_poll)?;
+        self.queue_timers();
+        self.queue_remote();
+        self.run_ready(main);
+        Ok(())
+    }
+
+    /// Phase 1: how long the poll may block: zero when work is ready, else until the
+    /// earliest live timer (or forever), capped by `cap`.
+    #[inline(always)]
+    fn poll_timeout(&self, busy: bool, cap: Option<Duration>) -> Option<Duration> {
+        let timeout = if busy {
             Some(Duration::ZERO)
         } else {
             self.timer_timeout()
         };
-        if let Some(cap) = cap {
-            timeout = Some(timeout.map_or(cap, |t| t.min(cap)));
+        match cap {
+            Some(cap) => Some(timeout.map_or(cap, |t| t.min(cap))),
+            None => timeout,
         }
+    }
 
-        // 2. Poll.
+    /// Phase 2: polls the OS (or skips it; see [`POLL_INTERVAL`]) and queues the
+    /// ready readers, writers and sources.
+    #[inline(always)]
+    fn poll_io(
+        &self,
+        busy: bool,
+        timeout: Option<Duration>,
+        always_poll: bool,
+    ) -> Result<(), Error> {
+        let inner = &*self.inner;
+        // This iteration is the `unpolled + 1`-th since the last poll.
+        let poll_due = always_poll || inner.unpolled.get() + 1 >= POLL_INTERVAL;
+        // Work ready means a zero timeout: the busy path skips the comparison.
+        let blocking = !busy && timeout != Some(Duration::ZERO);
         // A virtual clock jumps only after a poll found nothing: with nothing ready,
         // poll now rather than spin through iterations that skip it.
-        let blocking = timeout != Some(Duration::ZERO);
-        let jump = !busy && inner.clock.auto_advances();
-        // This iteration is the `unpolled + 1`-th since the last poll.
-        let poll_due = inner.unpolled.get() + 1 >= POLL_INTERVAL;
-        if blocking || jump || always_poll || poll_due {
+        if poll_due || blocking || (!busy && inner.clock.auto_advances()) {
             inner.unpolled.set(0);
-            if blocking {
-                // Memory a burst needed comes back at the window's end even if the
-                // loop has nothing else to do by then.
-                if let Some(wait) = self.trim_wait() {
-                    timeout = Some(timeout.map_or(wait, |t| t.min(wait)));
-                }
-                self.arm_timerfd();
-                if !inner.shared.prepare_sleep() {
-                    timeout = Some(Duration::ZERO);
-                }
-            }
-            let before = Instant::now();
-            if let Some(last) = inner.last_poll.get() {
-                inner
-                    .stats
-                    .time_busy
-                    .set(inner.stats.time_busy.get() + (before - last));
-            }
-            let outcome = {
-                let mut io = inner.io.borrow_mut();
-                let mut ready = inner.ready.borrow_mut();
-                io.poll(timeout, &mut ready)
-            };
-            inner.shared.awake();
-            let after = Instant::now();
-            inner.last_poll.set(Some(after));
-            self.trim_if_due(after);
-            let stats = &inner.stats;
-            add(&stats.polls, 1);
-            if blocking {
-                stats
-                    .time_blocked
-                    .set(stats.time_blocked.get() + (after - before));
-            } else {
-                stats
-                    .time_busy
-                    .set(stats.time_busy.get() + (after - before));
-            }
-            let outcome = outcome?;
-            if outcome.woken {
-                add(&stats.wakeups, 1);
-            }
-            if outcome.queued == 0
-                && inner.clock.auto_advances()
-                && inner.external.get() == 0
-                && !self.has_ready_work()
-            {
-                // Virtual time: nothing to do but wait for a timer, so jump to it.
-                if let Some(deadline) = self.next_deadline() {
-                    inner.clock.auto_advance_to(deadline);
-                }
-            }
+            self.poll_os(timeout, blocking)
         } else {
             inner.unpolled.set(inner.unpolled.get() + 1);
+            Ok(())
         }
+    }
 
-        // 3. Timers.
-        {
-            let mut timers = inner.timers.borrow_mut();
-            timers.note_use();
-            if !timers.is_empty() {
-                let now = inner.clock.now_ns();
-                let mut ready = inner.ready.borrow_mut();
-                let fired = timers.pop_expired(now, |key, id| {
-                    ready.push(Entry::Timer { key, id });
-                });
-                add(&inner.stats.timers_fired, fired);
+    /// Polls the OS for at most `timeout` (`blocking`: it may wait) and queues what
+    /// is ready.
+    #[inline(never)] // off the busy path: one call per poll, which is a syscall anyway
+    fn poll_os(&self, mut timeout: Option<Duration>, blocking: bool) -> Result<(), Error> {
+        let inner = &*self.inner;
+        if blocking {
+            // Memory a burst needed comes back at the window's end even if the
+            // loop has nothing else to do by then.
+            if let Some(wait) = self.trim_wait() {
+                timeout = Some(timeout.map_or(wait, |t| t.min(wait)));
+            }
+            self.arm_timerfd();
+            if !inner.shared.prepare_sleep() {
+                timeout = Some(Duration::ZERO);
             }
         }
+        let before = Instant::now();
+        let outcome = {
+            let mut io = inner.io.borrow_mut();
+            let mut ready = inner.ready.borrow_mut();
+            io.poll(timeout, &mut ready)
+        };
+        inner.shared.awake();
+        let after = Instant::now();
+        self.trim_if_due(after);
+        self.count_poll(before, after, blocking);
+        let outcome = outcome?;
+        if outcome.woken {
+            add(&inner.stats.wakeups, 1);
+        }
+        if outcome.queued == 0 {
+            self.jump_virtual_time();
+        }
+        Ok(())
+    }
 
-        // 4. Threadsafe calls.
+    /// Stats of a poll that ran from `before` to `after`: busy time since the last
+    /// poll, then the poll's own time as blocked or busy.
+    #[inline(always)]
+    fn count_poll(&self, before: Instant, after: Instant, blocking: bool) {
+        let inner = &*self.inner;
+        let stats = &inner.stats;
+        if let Some(last) = inner.last_poll.replace(Some(after)) {
+            stats.time_busy.set(stats.time_busy.get() + (before - last));
+        }
+        add(&stats.polls, 1);
+        let spent = if blocking {
+            &stats.time_blocked
+        } else {
+            &stats.time_busy
+        };
+        spent.set(spent.get() + (after - before));
+    }
+
+    /// Virtual time after a poll that found nothing: with nothing to do but wait for
+    /// a timer (and no outside work in flight), an auto-advancing clock jumps to it.
+    #[inline(always)]
+    fn jump_virtual_time(&self) {
+        let inner = &*self.inner;
+        if inner.clock.auto_advances()
+            && inner.external.get() == 0
+            && !self.has_ready_work()
+            && let Some(deadline) = self.next_deadline()
+        {
+            inner.clock.auto_advance_to(deadline);
+        }
+    }
+
+    /// Phase 3: queues every timer whose deadline has passed, earliest first.
+    #[inline(always)]
+    fn queue_timers(&self) {
+        let inner = &*self.inner;
+        let mut timers = inner.timers.borrow_mut();
+        timers.note_use();
+        if !timers.is_empty() {
+            let now = inner.clock.now_ns();
+            let mut ready = inner.ready.borrow_mut();
+            let fired = timers.pop_expired(now, |key, id| {
+                ready.push(Entry::Timer { key, id });
+            });
+            add(&inner.stats.timers_fired, fired);
+        }
+    }
+
+    /// Phase 4: queues the calls that arrived from other threads (after handing
+    /// spent call cells back to the remote queue's pool).
+    #[inline(always)]
+    fn queue_remote(&self) {
+        let inner = &*self.inner;
         {
             let mut recycled = inner.recycled.borrow_mut();
             if !recycled.is_empty() {
                 inner.shared.give_back(&mut recycled);
             }
         }
-        if inner.shared.has_pending() {
-            let mut drained = inner.drained.borrow_mut();
-            if let Some(shard_capacity) = inner.shared.drain(&mut drained) {
-                inner.shard_capacity.set(shard_capacity);
-            }
-            let mut peak = inner.remote_peak.get();
-            peak.note(drained.len());
-            inner.remote_peak.set(peak);
-            let mut ready = inner.ready.borrow_mut();
-            add(&inner.stats.remote_calls, drained.len() as u64);
-            for call in drained.drain(..) {
-                ready.push(Entry::Remote(call));
-            }
+        if !inner.shared.has_pending() {
+            return;
         }
+        let mut drained = inner.drained.borrow_mut();
+        if let Some(shard_capacity) = inner.shared.drain(&mut drained) {
+            inner.shard_capacity.set(shard_capacity);
+        }
+        let mut peak = inner.remote_peak.get();
+        peak.note(drained.len());
+        inner.remote_peak.set(peak);
+        let mut ready = inner.ready.borrow_mut();
+        add(&inner.stats.remote_calls, drained.len() as u64);
+        for call in drained.drain(..) {
+            ready.push(Entry::Remote(call));
+        }
+    }
 
-        // 5. Run exactly what is queued now.
+    /// Phase 5: runs exactly the entries queued now; what they queue waits for the
+    /// next iteration.
+    #[inline(always)]
+    fn run_ready(&self, main: &mut dyn FnMut()) {
+        let inner = &*self.inner;
         let n = {
             let mut ready = inner.ready.borrow_mut();
             ready.note_use();
             ready.len()
         };
-        let stats = &inner.stats;
-        add(&stats.iterations, 1);
-        if n > stats.ready_high_water.get() {
-            stats.ready_high_water.set(n);
-        }
+        self.count_iteration(n);
         let mut skipped = 0;
         for _ in 0..n {
             let popped = inner.ready.borrow_mut().pop();
@@ -268,8 +323,17 @@ impl Loop {
                 Some(entry) => self.run_entry(entry),
             }
         }
-        add(&stats.callbacks_run, (n - skipped) as u64);
-        Ok(())
+        add(&inner.stats.callbacks_run, (n - skipped) as u64);
+    }
+
+    /// Stats of an iteration whose run phase has `n` entries.
+    #[inline(always)]
+    fn count_iteration(&self, n: usize) {
+        let stats = &self.inner.stats;
+        add(&stats.iterations, 1);
+        if n > stats.ready_high_water.get() {
+            stats.ready_high_water.set(n);
+        }
     }
 
     pub(super) fn run_entry(&self, entry: Entry) {
@@ -300,12 +364,8 @@ impl Loop {
                     }
                 }
             }
-            Entry::Source {
-                key,
-                generation,
-                readiness,
-            } => {
-                let handler = self.inner.io.borrow().source_handler(key, generation);
+            Entry::Source { token, readiness } => {
+                let handler = self.inner.io.borrow().source_handler(token);
                 if let Some((handler, location)) = handler {
                     let readiness = Readiness::from_bits(readiness);
                     self.invoke("I/O event handler", location, || {

@@ -130,7 +130,7 @@ impl<T: AsFd> AsyncFd<T> {
     /// `Error::Closed` (as an `io::Error` of kind `Other`) if the loop has closed.
     pub async fn readable(&self) -> io::Result<()> {
         self.check_open()?;
-        poll_fn(|cx| self.io.poll_readable(cx)).await;
+        self.io.readable().await;
         self.check_open()
     }
 
@@ -140,7 +140,7 @@ impl<T: AsFd> AsyncFd<T> {
     /// As [`readable`](AsyncFd::readable).
     pub async fn writable(&self) -> io::Result<()> {
         self.check_open()?;
-        poll_fn(|cx| self.io.poll_writable(cx)).await;
+        self.io.writable().await;
         self.check_open()
     }
 

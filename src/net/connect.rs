@@ -1,7 +1,6 @@
 //! Client connections for protocols: `create_connection`, `create_unix_connection`.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -38,7 +37,7 @@ async fn finish_connect<S: mio::event::Source + std::os::fd::AsRawFd>(
     peer: impl Fn(&S) -> io::Result<()>,
 ) -> io::Result<()> {
     loop {
-        poll_fn(|cx| io.poll_writable(cx)).await;
+        io.writable().await;
         if let Some(e) = take_error(io.get_ref())? {
             return Err(e);
         }

@@ -1,9 +1,10 @@
 //! `PollIo`: a library-owned socket whose readiness wakes tasks (the async streams).
 
 use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
+use std::future::Future;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
@@ -14,18 +15,28 @@ use crate::Loop;
 use crate::event_loop::WeakLoop;
 use crate::source::{Readiness, SourceHandler, SourceId};
 use crate::task::current_loop;
+use crate::waiters::{WaitQueue, Wakeups};
 
 /// How many operations in a row one stream may complete within one loop iteration
 /// before it yields (returns `Pending` after waking itself), so that a task reading a
 /// stream that always has data cannot starve the rest of the loop.
 const OP_BUDGET: u32 = 32;
 
-/// Readiness of one direction, edge-triggered.
+/// Readiness of one direction, edge-triggered, and who waits for it.
+///
+/// Two kinds of waiter, as async-io's `Direction` has:
+/// - the **poll API** (`AsyncRead` / `AsyncWrite`, `poll_read_with` and friends)
+///   keeps one waker: that of the latest poll (the futures-io contract: "the current
+///   task is woken");
+/// - each **future** ([`IoOp`], [`IoReady`]: `accept()`, `recv()`, `read()`,
+///   `readable()`, ...) has its own entry in `waiters`, refreshed on re-poll only if
+///   its waker changed, and taken off in O(1) when the future is dropped. So a
+///   dropped or timed-out `accept()` leaves nothing behind, and re-polls never pile
+///   up duplicates.
 #[derive(Default)]
 struct Direction {
-    /// Invariant: false only after an operation returned `WouldBlock` (or a level
-    /// check found the fd not ready) and no event has arrived since. Starts true: try
-    /// first, wait only when told to.
+    /// Invariant: false only after an operation returned `WouldBlock` and no event
+    /// has arrived since. Starts true: try first, wait only when told to.
     ready: Cell<bool>,
     /// A wait for readiness (`poll_ready`) has already completed on the current
     /// `ready`, which may since have been used up by I/O this type does not see (a
@@ -35,25 +46,70 @@ struct Direction {
     /// on an edge that already passed. An event clears it: a fresh edge is trusted
     /// with no syscall. Starts true (nothing is known of a new fd's level).
     handed: Cell<bool>,
-    /// Every task waiting on this direction (methods take `&self`, so several may):
-    /// all are woken by an event, and those that find nothing wait again.
-    wakers: RefCell<Vec<Waker>>,
+    /// The waker of the latest poll through the poll API, if it is waiting.
+    poller: RefCell<Option<Waker>>,
+    /// The futures waiting on this direction, one entry each, keyed by
+    /// [`WaitKey`]; every one is notified by an event, and those that find nothing
+    /// wait again.
+    waiters: RefCell<WaitQueue>,
+}
+
+/// Where a waiter of a [`Direction`] keeps its waker.
+enum Waiter<'a> {
+    /// The poll API's single slot.
+    Poller,
+    /// A future's own entry: `None` until it first waits, then its key until it is
+    /// dropped (only the future removes its entry, so a key is never reused while
+    /// held).
+    Entry(&'a mut Option<usize>),
 }
 
 impl Direction {
     fn fire(&self) {
         self.ready.set(true);
         self.handed.set(false);
-        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
-        for w in wakers {
-            w.wake();
+        // Declared before the borrows: the wakers run once they have ended.
+        let mut wakeups = Wakeups::default();
+        if let Some(w) = self.poller.borrow_mut().take() {
+            wakeups.wake(w);
+        }
+        self.waiters.borrow_mut().notify_all(&mut wakeups);
+    }
+
+    fn wait(&self, waker: &Waker, waiter: Waiter<'_>) {
+        let mut wakeups = Wakeups::default();
+        match waiter {
+            Waiter::Poller => {
+                let mut slot = self.poller.borrow_mut();
+                match &*slot {
+                    Some(w) if w.will_wake(waker) => {}
+                    _ => {
+                        if let Some(old) = slot.replace(waker.clone()) {
+                            wakeups.discard(old);
+                        }
+                    }
+                }
+            }
+            Waiter::Entry(key) => {
+                let mut waiters = self.waiters.borrow_mut();
+                match *key {
+                    Some(k) if !waiters.is_notified(k) => waiters.register(k, waker, &mut wakeups),
+                    // Notified by an event that found nothing for it: queue anew.
+                    Some(k) => {
+                        waiters.remove(k, &mut wakeups);
+                        *key = Some(waiters.push(waker));
+                    }
+                    None => *key = Some(waiters.push(waker)),
+                }
+            }
         }
     }
 
-    fn wait(&self, waker: &Waker) {
-        let mut wakers = self.wakers.borrow_mut();
-        if !wakers.iter().any(|w| w.will_wake(waker)) {
-            wakers.push(waker.clone());
+    /// A future stops waiting: its entry (and waker) goes, in O(1).
+    fn leave(&self, key: &mut Option<usize>) {
+        if let Some(k) = key.take() {
+            let mut wakeups = Wakeups::default();
+            self.waiters.borrow_mut().remove(k, &mut wakeups);
         }
     }
 }
@@ -159,13 +215,13 @@ impl<S: Source> PollIo<S> {
     }
 
     /// Runs `op` when the socket may be readable; `Pending` (and a wake later) on
-    /// `WouldBlock`.
+    /// `WouldBlock`. The poll API: only the latest poll's waker is woken.
     pub(crate) fn poll_read_with<T>(
         &self,
         cx: &mut Context<'_>,
         op: impl FnMut(&S) -> io::Result<T>,
     ) -> Poll<io::Result<T>> {
-        self.poll_with(&self.state.read, cx, op)
+        self.poll_with(&self.state.read, cx, Waiter::Poller, op)
     }
 
     /// As [`poll_read_with`](PollIo::poll_read_with), for writing.
@@ -174,24 +230,42 @@ impl<S: Source> PollIo<S> {
         cx: &mut Context<'_>,
         op: impl FnMut(&S) -> io::Result<T>,
     ) -> Poll<io::Result<T>> {
-        self.poll_with(&self.state.write, cx, op)
+        self.poll_with(&self.state.write, cx, Waiter::Poller, op)
     }
 
-    /// Waits until the socket may be readable (without reading): at once on an edge
-    /// not yet handed out, else after a level check or the next event.
-    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()>
-    where
-        S: AsRawFd,
-    {
-        self.poll_ready(&self.state.read, libc::POLLIN, cx)
+    /// A future that runs `op` once the socket may be readable (again on each event
+    /// while it returns `WouldBlock`).
+    pub(crate) fn read_op<T, F: FnMut(&S) -> io::Result<T> + Unpin>(
+        &self,
+        op: F,
+    ) -> IoOp<'_, S, F> {
+        IoOp::new(self, Dir::Read, op)
     }
 
-    /// Waits until the socket may be writable.
-    pub(crate) fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<()>
-    where
-        S: AsRawFd,
-    {
-        self.poll_ready(&self.state.write, libc::POLLOUT, cx)
+    /// As [`read_op`](PollIo::read_op), for writing.
+    pub(crate) fn write_op<T, F: FnMut(&S) -> io::Result<T> + Unpin>(
+        &self,
+        op: F,
+    ) -> IoOp<'_, S, F> {
+        IoOp::new(self, Dir::Write, op)
+    }
+
+    /// Waits until an event says the socket is readable (without reading).
+    pub(crate) fn readable(&self) -> IoReady<'_, S> {
+        IoReady {
+            io: self,
+            dir: Dir::Read,
+            key: None,
+        }
+    }
+
+    /// Waits until an event says the socket is writable.
+    pub(crate) fn writable(&self) -> IoReady<'_, S> {
+        IoReady {
+            io: self,
+            dir: Dir::Write,
+            key: None,
+        }
     }
 
     /// Marks writing not ready.
@@ -199,10 +273,24 @@ impl<S: Source> PollIo<S> {
         self.state.write.ready.set(false);
     }
 
-    fn poll_ready(&self, dir: &Direction, events: libc::c_short, cx: &mut Context<'_>) -> Poll<()>
+    fn direction(&self, dir: Dir) -> &Direction {
+        match dir {
+            Dir::Read => &self.state.read,
+            Dir::Write => &self.state.write,
+        }
+    }
+
+    /// Ready at once on an edge not yet handed out; after one was handed out, only
+    /// if a level check (one `poll(2)`) finds the fd ready; else waits for an event.
+    fn poll_ready(&self, dir: Dir, cx: &mut Context<'_>, waiter: Waiter<'_>) -> Poll<()>
     where
         S: AsRawFd,
     {
+        let events = match dir {
+            Dir::Read => libc::POLLIN,
+            Dir::Write => libc::POLLOUT,
+        };
+        let dir = self.direction(dir);
         if dir.ready.get() && dir.handed.get() && !level_ready(self.get_ref().as_raw_fd(), events) {
             dir.ready.set(false);
         }
@@ -210,7 +298,7 @@ impl<S: Source> PollIo<S> {
             dir.handed.set(true);
             Poll::Ready(())
         } else {
-            dir.wait(cx.waker());
+            dir.wait(cx.waker(), waiter);
             Poll::Pending
         }
     }
@@ -219,11 +307,12 @@ impl<S: Source> PollIo<S> {
         &self,
         dir: &Direction,
         cx: &mut Context<'_>,
+        waiter: Waiter<'_>,
         mut op: impl FnMut(&S) -> io::Result<T>,
     ) -> Poll<io::Result<T>> {
         loop {
             if !dir.ready.get() {
-                dir.wait(cx.waker());
+                dir.wait(cx.waker(), waiter);
                 return Poll::Pending;
             }
             if self.over_budget() {
@@ -285,7 +374,7 @@ where
     }
 
     pub(crate) async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.poll_read(cx, buf)).await
+        self.read_op(|mut s| s.read(buf)).await
     }
 
     pub(crate) async fn read_exact(&self, mut buf: &mut [u8]) -> io::Result<()> {
@@ -299,7 +388,7 @@ where
     }
 
     pub(crate) async fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.poll_write(cx, buf)).await
+        self.write_op(|mut s| s.write(buf)).await
     }
 
     pub(crate) async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
@@ -318,5 +407,85 @@ impl<S: Source> Drop for PollIo<S> {
         if let (Some(lp), Some(sock)) = (self.lp.upgrade(), self.sock.as_mut()) {
             lp.deregister_source(sock, self.id);
         }
+    }
+}
+
+/// One direction of a [`PollIo`].
+#[derive(Clone, Copy)]
+enum Dir {
+    Read,
+    Write,
+}
+
+/// A future that runs an operation once its direction is ready: see
+/// [`PollIo::read_op`]. It waits with its own entry in the direction's waiters,
+/// removed when it completes or is dropped.
+pub(crate) struct IoOp<'a, S: Source, F> {
+    io: &'a PollIo<S>,
+    dir: Dir,
+    op: F,
+    /// This future's entry in the direction's waiters (see [`Waiter::Entry`]).
+    key: Option<usize>,
+}
+
+impl<'a, S: Source, F> IoOp<'a, S, F> {
+    fn new(io: &'a PollIo<S>, dir: Dir, op: F) -> Self {
+        IoOp {
+            io,
+            dir,
+            op,
+            key: None,
+        }
+    }
+}
+
+impl<S: Source, T, F: FnMut(&S) -> io::Result<T> + Unpin> Future for IoOp<'_, S, F> {
+    type Output = io::Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let this = self.get_mut();
+        let dir = this.io.direction(this.dir);
+        let polled = this
+            .io
+            .poll_with(dir, cx, Waiter::Entry(&mut this.key), &mut this.op);
+        if polled.is_ready() {
+            dir.leave(&mut this.key);
+        }
+        polled
+    }
+}
+
+impl<S: Source, F> Drop for IoOp<'_, S, F> {
+    fn drop(&mut self) {
+        self.io.direction(self.dir).leave(&mut self.key);
+    }
+}
+
+/// A future that waits until its direction is ready: see [`PollIo::readable`].
+pub(crate) struct IoReady<'a, S: Source> {
+    io: &'a PollIo<S>,
+    dir: Dir,
+    /// This future's entry in the direction's waiters (see [`Waiter::Entry`]).
+    key: Option<usize>,
+}
+
+impl<S: Source + AsRawFd> Future for IoReady<'_, S> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let polled = this
+            .io
+            .poll_ready(this.dir, cx, Waiter::Entry(&mut this.key));
+        if polled.is_ready() {
+            this.io.direction(this.dir).leave(&mut this.key);
+        }
+        polled
+    }
+}
+
+impl<S: Source> Drop for IoReady<'_, S> {
+    fn drop(&mut self) {
+        self.io.direction(self.dir).leave(&mut self.key);
     }
 }

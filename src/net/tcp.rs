@@ -1,7 +1,6 @@
 //! Async TCP streams for tasks: `TcpListener` and `TcpStream`.
 
 use std::fmt;
-use std::future::poll_fn;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::OwnedFd;
@@ -79,7 +78,7 @@ impl TcpListener {
 
     /// Waits for a connection.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (s, addr) = poll_fn(|cx| self.io.poll_read_with(cx, |l| l.accept())).await?;
+        let (s, addr) = self.io.read_op(|l| l.accept()).await?;
         let _ = s.set_nodelay(true);
         Ok((
             TcpStream {
@@ -198,12 +197,12 @@ impl TcpStream {
 
     /// Waits until the socket may be readable.
     pub async fn readable(&self) {
-        poll_fn(|cx| self.io.poll_readable(cx)).await
+        self.io.readable().await
     }
 
     /// Waits until the socket may be writable.
     pub async fn writable(&self) {
-        poll_fn(|cx| self.io.poll_writable(cx)).await
+        self.io.writable().await
     }
 
     /// The peer's address.

@@ -1,7 +1,6 @@
 //! Async UDP sockets for tasks.
 
 use std::fmt;
-use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -68,22 +67,22 @@ impl UdpSocket {
 
     /// Sends a datagram to `target`.
     pub async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
-        poll_fn(|cx| self.io.poll_write_with(cx, |s| s.send_to(buf, target))).await
+        self.io.write_op(|s| s.send_to(buf, target)).await
     }
 
     /// Receives a datagram and its sender.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        poll_fn(|cx| self.io.poll_read_with(cx, |s| s.recv_from(buf))).await
+        self.io.read_op(|s| s.recv_from(buf)).await
     }
 
     /// Sends to the connected peer.
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.io.poll_write_with(cx, |s| s.send(buf))).await
+        self.io.write_op(|s| s.send(buf)).await
     }
 
     /// Receives from the connected peer.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.io.poll_read_with(cx, |s| s.recv(buf))).await
+        self.io.read_op(|s| s.recv(buf)).await
     }
 
     /// The local address.

@@ -1,7 +1,6 @@
 //! Async Unix-socket streams for tasks: `UnixListener` and `UnixStream`.
 
 use std::fmt;
-use std::future::poll_fn;
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::OwnedFd;
@@ -81,7 +80,7 @@ impl UnixListener {
 
     /// Waits for a connection.
     pub async fn accept(&self) -> io::Result<UnixStream> {
-        let (s, _) = poll_fn(|cx| self.io.poll_read_with(cx, |l| l.accept())).await?;
+        let (s, _) = self.io.read_op(|l| l.accept()).await?;
         Ok(UnixStream {
             io: PollIo::new(s)?,
         })

@@ -1,7 +1,6 @@
 //! A child's piped stdin, stdout and stderr as async streams on the loop.
 
 use std::fmt;
-use std::future::poll_fn;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::task::{Context, Poll};
@@ -42,7 +41,14 @@ impl ChildStdin {
     /// child closed its end (or this one was closed).
     pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
-            match poll_fn(|cx| self.poll_write(cx, data)).await? {
+            let written = match &self.io {
+                Some(io) => {
+                    io.write_op(|p| sys::write_no_sigpipe(p.as_raw_fd(), data))
+                        .await
+                }
+                None => Err(stdin_closed()),
+            };
+            match written? {
                 0 => return Err(io::ErrorKind::WriteZero.into()),
                 n => data = &data[n..],
             }
@@ -59,10 +65,7 @@ impl ChildStdin {
     pub(super) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match &self.io {
             Some(io) => io.poll_write_with(cx, |p| sys::write_no_sigpipe(p.as_raw_fd(), buf)),
-            None => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the child's stdin was closed",
-            ))),
+            None => Poll::Ready(Err(stdin_closed())),
         }
     }
 
@@ -116,7 +119,7 @@ impl PipeReader {
     }
 
     pub(super) async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.poll_read(cx, buf)).await
+        self.io.read_op(|mut p| p.read(buf)).await
     }
 
     /// Everything up to end of file.
@@ -218,4 +221,9 @@ impl futures_io::AsyncWrite for ChildStdin {
         self.io = None;
         Poll::Ready(Ok(()))
     }
+}
+
+/// The error of a write to a stdin pipe this side closed.
+fn stdin_closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the child's stdin was closed")
 }
