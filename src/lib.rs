@@ -105,7 +105,10 @@ pub use promise::{CallbackId, Promise};
 pub use remote::Remote;
 pub use remote_task::RemoteTask;
 pub use stats::Stats;
-pub use sync::{Event, Lock, LockGuard, Queue, QueueEmpty, QueueFull, Semaphore, SemaphorePermit};
+pub use sync::{
+    Event, Lock, LockGuard, Queue, QueueShutDown, Semaphore, SemaphorePermit, TryGetError,
+    TryPutError,
+};
 pub use task::{Task, TaskError, spawn};
 pub use task_group::{TaskGroup, Wait};
 pub use time::{

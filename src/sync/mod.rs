@@ -26,11 +26,16 @@ mod event;
 mod lock;
 mod permits;
 mod queue;
+mod queue_error;
+mod queue_kinds;
+mod queue_order;
 mod semaphore;
 #[cfg(test)]
 mod test_exec;
 
 pub use event::{Event, WaitFuture};
 pub use lock::{Lock, LockFuture, LockGuard};
-pub use queue::{GetFuture, JoinFuture, PutFuture, Queue, QueueEmpty, QueueFull};
+pub use queue::{GetFuture, JoinFuture, PutFuture, Queue};
+pub use queue_error::{QueueShutDown, TryGetError, TryPutError};
+pub use queue_kinds::{LifoQueue, PriorityQueue};
 pub use semaphore::{AcquireFuture, Semaphore, SemaphorePermit};
