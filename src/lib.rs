@@ -84,6 +84,7 @@ mod stats;
 pub mod sync;
 mod task;
 mod task_group;
+mod task_group_error;
 pub mod test;
 mod time;
 mod timers;
@@ -111,6 +112,7 @@ pub use sync::{
 };
 pub use task::{Task, TaskError, spawn};
 pub use task_group::{TaskGroup, Wait};
+pub use task_group_error::TaskGroupError;
 pub use time::{
     Interval, Sleep, Timeout, TimeoutError, YieldNow, interval, sleep, sleep_until, timeout,
     timeout_at, yield_now,
