@@ -89,7 +89,11 @@ impl Group {
     }
 
     /// Records a child's panic; the first schedules the siblings' cancellation.
-    fn fail(self: &Rc<Self>, payload: Box<dyn std::any::Any + Send>, at: &'static Location<'static>) {
+    fn fail(
+        self: &Rc<Self>,
+        payload: Box<dyn std::any::Any + Send>,
+        at: &'static Location<'static>,
+    ) {
         self.errors
             .borrow_mut()
             .push((TaskError::Panicked(payload), at));
@@ -293,7 +297,11 @@ impl Drop for Wait<'_> {
     fn drop(&mut self) {
         if let Some(key) = self.key {
             let mut wakeups = Wakeups::default();
-            self.group.inner.waiters.borrow_mut().remove(key, &mut wakeups);
+            self.group
+                .inner
+                .waiters
+                .borrow_mut()
+                .remove(key, &mut wakeups);
         }
     }
 }

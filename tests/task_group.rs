@@ -8,11 +8,11 @@ mod util;
 
 use std::cell::{Cell, RefCell};
 use std::future::{Future, pending};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use evloop::{Clock, Loop, TaskError, TaskGroup, sleep, yield_now};
@@ -171,11 +171,21 @@ fn panics_of_one_iteration_are_all_reported() {
     let messages: Vec<_> = e.errors().iter().map(|e| e.panic_message()).collect();
     assert_eq!(messages, [Some("first"), Some("second")]);
     assert_eq!(e.locations().len(), 2);
-    assert!(e.locations().iter().all(|l| l.file().ends_with("task_group.rs")));
+    assert!(
+        e.locations()
+            .iter()
+            .all(|l| l.file().ends_with("task_group.rs"))
+    );
     assert!(e.locations()[0].line() < e.locations()[1].line());
     let shown = e.to_string();
-    assert!(shown.starts_with("2 TaskGroup children panicked"), "{shown}");
-    assert!(shown.contains(": first") && shown.contains(": second"), "{shown}");
+    assert!(
+        shown.starts_with("2 TaskGroup children panicked"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(": first") && shown.contains(": second"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -539,7 +549,10 @@ fn the_last_child_wakes_wait_with_the_group_free() {
             group.wait().await.is_ok()
         })
         .unwrap();
-    assert!(SPAWNED_IN_WAKE.with(|s| s.get()), "the waker could not spawn");
+    assert!(
+        SPAWNED_IN_WAKE.with(|s| s.get()),
+        "the waker could not spawn"
+    );
     assert!(ok);
     assert!(reports.is_empty(), "{:?}", reports.get());
 }

@@ -316,3 +316,149 @@ impl fmt::Display for BrokenBarrierError {
 }
 
 impl Error for BrokenBarrierError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::test_exec::{Exec, TaskRef};
+
+    fn spawn_waits(
+        ex: &Exec,
+        b: &Barrier,
+        n: usize,
+    ) -> Vec<TaskRef<Result<usize, BrokenBarrierError>>> {
+        (0..n).map(|_| ex.spawn(b.wait())).collect()
+    }
+
+    /// asyncio `test_barrier` / `test_filling_task_by_task` /
+    /// `test_filling_tasks_check_return_value`: the barrier trips when the last party
+    /// arrives; each gets its arrival index.
+    #[test]
+    fn trips_when_full_and_hands_out_indices() {
+        let ex = Exec::new();
+        let b = Barrier::new(3);
+        assert_eq!(b.parties(), 3);
+        let first = spawn_waits(&ex, &b, 2);
+        ex.run_until_stalled();
+        assert_eq!(b.n_waiting(), 2);
+        assert!(first.iter().all(|t| !t.is_done()));
+        let last = ex.spawn(b.wait());
+        ex.run_until_stalled();
+        assert_eq!(last.take(), Ok(2));
+        let mut got: Vec<_> = first.iter().map(|t| t.take().unwrap()).collect();
+        got.sort();
+        assert_eq!(got, [0, 1]);
+        assert_eq!(b.n_waiting(), 0);
+        assert!(!b.is_broken());
+    }
+
+    /// asyncio `test_filling_tasks_wait_twice`: the barrier is used again.
+    #[test]
+    fn is_reusable() {
+        let ex = Exec::new();
+        let b = Barrier::new(2);
+        for _ in 0..3 {
+            let t = spawn_waits(&ex, &b, 2);
+            ex.run_until_stalled();
+            assert!(t.iter().all(|t| t.is_done()));
+        }
+        assert_eq!(b.n_waiting(), 0);
+    }
+
+    /// asyncio `test_draining_state` / `test_blocking_tasks_while_draining`: a task
+    /// arriving while the released ones have not left yet waits for the next cycle.
+    #[test]
+    fn newcomers_wait_while_the_barrier_drains() {
+        let ex = Exec::new();
+        let b = Barrier::new(2);
+        let released = spawn_waits(&ex, &b, 1);
+        ex.run_until_stalled();
+        let tripper = b.clone();
+        let mut trip = Box::pin(tripper.wait());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert_eq!(trip.as_mut().poll(&mut cx), Poll::Ready(Ok(1)));
+        // The first party is released but has not resumed: the barrier drains.
+        assert_eq!(b.n_waiting(), 0);
+        let newcomer = ex.spawn(b.wait());
+        ex.run_briefly(); // runs the newcomer before the released task
+        ex.run_until_stalled();
+        assert_eq!(released[0].take(), Ok(0));
+        assert!(
+            !newcomer.is_done(),
+            "it waits for a partner of its own cycle"
+        );
+        assert_eq!(b.n_waiting(), 1);
+        let partner = ex.spawn(b.wait());
+        ex.run_until_stalled();
+        assert_eq!((newcomer.take(), partner.take()), (Ok(0), Ok(1)));
+    }
+
+    /// asyncio `test_filling_tasks_cancel_one`: a cancelled waiter leaves the count.
+    #[test]
+    fn a_cancelled_waiter_leaves_the_count() {
+        let ex = Exec::new();
+        let b = Barrier::new(3);
+        let t = spawn_waits(&ex, &b, 2);
+        ex.run_until_stalled();
+        ex.cancel(t[0].id);
+        assert_eq!(b.n_waiting(), 1);
+        let more = spawn_waits(&ex, &b, 1);
+        ex.run_until_stalled();
+        assert!(!t[1].is_done() && !more[0].is_done(), "still one short");
+        let last = ex.spawn(b.wait());
+        ex.run_until_stalled();
+        assert!(t[1].is_done() && more[0].is_done() && last.is_done());
+    }
+
+    /// asyncio `test_reset_barrier` / `test_reset_barrier_while_tasks_waiting`:
+    /// waiting tasks fail, and the barrier fills again from empty.
+    #[test]
+    fn reset_fails_the_waiters_and_refills() {
+        let ex = Exec::new();
+        let b = Barrier::new(3);
+        b.reset(); // empty: just filling
+        assert_eq!(b.n_waiting(), 0);
+        let t = spawn_waits(&ex, &b, 2);
+        ex.run_until_stalled();
+        b.reset();
+        assert_eq!(b.n_waiting(), 0, "resetting");
+        let newcomer = ex.spawn(b.wait());
+        ex.run_until_stalled();
+        assert!(t.iter().all(|t| t.take() == Err(BrokenBarrierError)));
+        assert!(!newcomer.is_done());
+        assert_eq!(b.n_waiting(), 1, "the newcomer counts in the new cycle");
+        let rest = spawn_waits(&ex, &b, 2);
+        ex.run_until_stalled();
+        assert!(newcomer.take().is_ok() && rest.iter().all(|t| t.take().is_ok()));
+    }
+
+    /// asyncio `test_abort_barrier`: waiters and later waits fail; `reset` mends it.
+    #[test]
+    fn abort_breaks_the_barrier_until_reset() {
+        let ex = Exec::new();
+        let b = Barrier::new(2);
+        let t = spawn_waits(&ex, &b, 1);
+        ex.run_until_stalled();
+        b.abort();
+        assert!(b.is_broken());
+        let late = ex.spawn(b.wait());
+        ex.run_until_stalled();
+        assert_eq!(t[0].take(), Err(BrokenBarrierError));
+        assert_eq!(late.take(), Err(BrokenBarrierError));
+        assert_eq!(
+            BrokenBarrierError.to_string(),
+            "barrier is broken or was reset"
+        );
+        b.reset();
+        assert!(!b.is_broken());
+        let t = spawn_waits(&ex, &b, 2);
+        ex.run_until_stalled();
+        assert!(t.iter().all(|t| t.take().is_ok()));
+    }
+
+    #[test]
+    #[should_panic(expected = "parties must be at least 1")]
+    fn zero_parties_panics() {
+        let _ = Barrier::new(0);
+    }
+}

@@ -209,3 +209,71 @@ impl fmt::Display for SemaphoreOverflow {
 }
 
 impl Error for SemaphoreOverflow {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::test_exec::Exec;
+
+    /// asyncio `test_release_not_acquired` (BoundedSemaphore): releasing more than
+    /// was acquired is refused and changes nothing.
+    #[test]
+    fn release_past_the_bound_is_refused() {
+        let sem = BoundedSemaphore::new(2);
+        assert_eq!(sem.release(), Err(SemaphoreOverflow));
+        assert_eq!(sem.available_permits(), 2);
+        let p = sem.try_acquire().unwrap();
+        assert_eq!(
+            sem.release(),
+            Err(SemaphoreOverflow),
+            "a guard gives its own back"
+        );
+        drop(p);
+        assert_eq!(sem.available_permits(), 2);
+        assert_eq!(
+            SemaphoreOverflow.to_string(),
+            "BoundedSemaphore released too many times"
+        );
+    }
+
+    /// asyncio `test_acquire` with `release()`: forgotten permits come back through
+    /// `release`, to the oldest waiter first; the bound holds throughout.
+    #[test]
+    fn forgotten_permits_are_released_to_waiters_in_order() {
+        let ex = Exec::new();
+        let sem = BoundedSemaphore::new(1);
+        assert_eq!(sem.bound(), 1);
+        sem.try_acquire().unwrap().forget();
+        let w1 = ex.spawn(sem.acquire());
+        let w2 = ex.spawn(sem.acquire());
+        ex.run_until_stalled();
+        sem.release().unwrap();
+        assert_eq!(sem.release(), Err(SemaphoreOverflow));
+        ex.run_until_stalled();
+        assert!(w1.is_done() && !w2.is_done());
+        drop(w1.take());
+        ex.run_until_stalled();
+        let p2 = w2.take();
+        assert_eq!(sem.available_permits(), 0);
+        drop(p2);
+        assert_eq!(sem.available_permits(), 1);
+    }
+
+    /// asyncio `test_acquire_cancel_before_awoken`: a waiter handed a permit and then
+    /// cancelled passes it on.
+    #[test]
+    fn cancelled_waiter_passes_the_permit_on() {
+        let ex = Exec::new();
+        let sem = BoundedSemaphore::new(1);
+        let held = sem.try_acquire().unwrap();
+        let w1 = ex.spawn(sem.acquire());
+        let w2 = ex.spawn(sem.acquire());
+        ex.run_until_stalled();
+        drop(held); // to w1
+        ex.cancel(w1.id);
+        ex.run_until_stalled();
+        assert!(w2.is_done());
+        drop(w2.take());
+        assert_eq!(sem.available_permits(), 1);
+    }
+}

@@ -273,3 +273,166 @@ impl fmt::Debug for ConditionWait {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::sync::test_exec::Exec;
+
+    type Log = Rc<RefCell<Vec<u32>>>;
+
+    /// A task that takes the lock, waits once, logs `n` and releases.
+    fn waiter(cond: &Condition, log: &Log, n: u32) -> impl Future<Output = ()> + use<> {
+        let (cond, log) = (cond.clone(), log.clone());
+        async move {
+            let g = cond.lock().await;
+            let _g = cond.wait(g).await;
+            log.borrow_mut().push(n);
+        }
+    }
+
+    /// asyncio `ConditionTests.test_wait`: three waiters; `notify(1)`, `notify(1)`,
+    /// `notify(2)` let them through in order, each once the lock is free.
+    #[test]
+    fn notify_wakes_waiters_in_order() {
+        let ex = Exec::new();
+        let cond = Condition::new();
+        let log = Log::default();
+        let _t: Vec<_> = (1..=3).map(|n| ex.spawn(waiter(&cond, &log, n))).collect();
+        ex.run_until_stalled();
+        assert_eq!(cond.waiters(), 3);
+        assert!(!cond.is_locked(), "waiting released the lock");
+
+        let g = cond.try_lock().unwrap();
+        cond.notify(1);
+        ex.run_until_stalled();
+        assert_eq!(*log.borrow(), [] as [u32; 0], "the lock is still ours");
+        drop(g);
+        ex.run_until_stalled();
+        assert_eq!(*log.borrow(), [1]);
+
+        cond.notify(1);
+        ex.run_until_stalled();
+        assert_eq!(*log.borrow(), [1, 2]);
+        cond.notify(2);
+        ex.run_until_stalled();
+        assert_eq!(*log.borrow(), [1, 2, 3]);
+        assert!(!cond.is_locked());
+    }
+
+    /// asyncio `test_notify_all`.
+    #[test]
+    fn notify_all_wakes_every_waiter() {
+        let ex = Exec::new();
+        let cond = Condition::new();
+        let log = Log::default();
+        let _t: Vec<_> = (1..=3).map(|n| ex.spawn(waiter(&cond, &log, n))).collect();
+        ex.run_until_stalled();
+        cond.notify_all();
+        cond.notify_all(); // nobody left to wake
+        ex.run_until_stalled();
+        assert_eq!(*log.borrow(), [1, 2, 3]);
+        assert_eq!(cond.waiters(), 0);
+    }
+
+    /// asyncio `test_wait_cancel`: a cancelled waiter leaves the line and holds
+    /// no lock (here the guard went with it, so the lock is free).
+    #[test]
+    fn cancelled_waiter_leaves_and_keeps_no_lock() {
+        let ex = Exec::new();
+        let cond = Condition::new();
+        let log = Log::default();
+        let t = ex.spawn(waiter(&cond, &log, 1));
+        ex.run_until_stalled();
+        assert_eq!(cond.waiters(), 1);
+        ex.cancel(t.id);
+        assert_eq!(cond.waiters(), 0);
+        assert!(!cond.is_locked());
+    }
+
+    /// asyncio 3.13 `test_wait_cancel_after_notify` / `test_cancelled_error_wakeup`:
+    /// a waiter notified and then cancelled (here while it waits to take the lock
+    /// again) passes the notification to the next waiter.
+    #[test]
+    fn notified_then_cancelled_waiter_passes_the_notification_on() {
+        let ex = Exec::new();
+        let cond = Condition::new();
+        let log = Log::default();
+        let t1 = ex.spawn(waiter(&cond, &log, 1));
+        let _t2 = ex.spawn(waiter(&cond, &log, 2));
+        ex.run_until_stalled();
+        let g = cond.try_lock().unwrap();
+        cond.notify(1); // to t1
+        ex.run_until_stalled(); // t1 now waits for the lock
+        assert_eq!(cond.waiters(), 1);
+        ex.cancel(t1.id);
+        drop(g);
+        ex.run_until_stalled();
+        assert_eq!(*log.borrow(), [2], "t2 got t1's notification");
+    }
+
+    /// The same, cancelled before it resumed at all.
+    #[test]
+    fn notified_waiter_cancelled_before_resuming_passes_it_on() {
+        let ex = Exec::new();
+        let cond = Condition::new();
+        let log = Log::default();
+        let t1 = ex.spawn(waiter(&cond, &log, 1));
+        let _t2 = ex.spawn(waiter(&cond, &log, 2));
+        let _t3 = ex.spawn(waiter(&cond, &log, 3));
+        ex.run_until_stalled();
+        cond.notify(1);
+        ex.cancel(t1.id);
+        ex.run_until_stalled();
+        assert_eq!(*log.borrow(), [2]);
+        assert_eq!(cond.waiters(), 1);
+    }
+
+    /// asyncio `test_wait_for`: the predicate is checked under the lock at each
+    /// notification; `wait_for` returns once it holds.
+    #[test]
+    fn wait_for_returns_once_the_predicate_holds() {
+        let ex = Exec::new();
+        let cond = Condition::new();
+        let presult = Rc::new(Cell::new(false));
+        let checks = Rc::new(Cell::new(0));
+        let t = {
+            let (cond, presult, checks) = (cond.clone(), presult.clone(), checks.clone());
+            ex.spawn(async move {
+                let g = cond.lock().await;
+                let g = cond
+                    .wait_for(g, || {
+                        checks.set(checks.get() + 1);
+                        presult.get()
+                    })
+                    .await;
+                assert!(cond.is_locked());
+                drop(g);
+            })
+        };
+        ex.run_until_stalled();
+        assert_eq!(checks.get(), 1);
+        cond.notify(1);
+        ex.run_until_stalled();
+        assert_eq!(checks.get(), 2);
+        assert!(!t.is_done());
+        presult.set(true);
+        cond.notify(1);
+        ex.run_until_stalled();
+        assert_eq!(checks.get(), 3);
+        assert!(t.is_done());
+        assert!(!cond.is_locked());
+    }
+
+    /// asyncio `test_wait_unacquired`: `wait` needs this condition's lock.
+    #[test]
+    #[should_panic(expected = "not of this condition's lock")]
+    fn wait_with_another_locks_guard_panics() {
+        let cond = Condition::new();
+        let other = Lock::new();
+        let _ = cond.wait(other.try_lock().unwrap());
+    }
+}

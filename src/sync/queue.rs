@@ -692,7 +692,10 @@ mod tests {
             q.put_nowait(i).unwrap();
         }
         ex.run_until_stalled();
-        assert_eq!(g.iter().map(|t| t.take().unwrap()).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(
+            g.iter().map(|t| t.take().unwrap()).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
     }
 
     /// asyncio `test_get_with_waiting_putters`: waiting putters are served in order.

@@ -252,10 +252,21 @@ mod tests {
             }
         }
         let q = PriorityQueue::new();
-        for (p, c) in [(1, 'a'), (1, 'b'), (0, 'c'), (1, 'd'), (1, 'e'), (0, 'f'), (2, 'g'), (1, 'h')] {
+        for (p, c) in [
+            (1, 'a'),
+            (1, 'b'),
+            (0, 'c'),
+            (1, 'd'),
+            (1, 'e'),
+            (0, 'f'),
+            (2, 'g'),
+            (1, 'h'),
+        ] {
             q.put_nowait(Job(p, c)).unwrap();
         }
-        let out: String = std::iter::from_fn(|| q.get_nowait().ok()).map(|j| j.1).collect();
+        let out: String = std::iter::from_fn(|| q.get_nowait().ok())
+            .map(|j| j.1)
+            .collect();
         assert_eq!(out, "cfahbdeg");
     }
 
