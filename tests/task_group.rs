@@ -517,6 +517,11 @@ impl Wake for SpawnOnWake {
         let group = WAKE_GROUP.with(|g| g.borrow().clone());
         if let Some(g) = group {
             drop(g.spawn(async {}));
+            // And waits on it again (a waker that polls at once, as some executors'
+            // do): the group's waiters must not be borrowed either.
+            let mut wait = g.wait();
+            let cx = &mut Context::from_waker(Waker::noop());
+            assert!(Pin::new(&mut wait).poll(cx).is_pending());
             SPAWNED_IN_WAKE.with(|s| s.set(true));
         }
     }
@@ -524,7 +529,7 @@ impl Wake for SpawnOnWake {
 
 /// Regression: the last child's drop woke the `wait()` while the group's children
 /// (and its waker slot) were still borrowed, so a waker that uses the group (here:
-/// spawns into it) panicked.
+/// spawns into it and waits on it) panicked.
 #[test]
 fn the_last_child_wakes_wait_with_the_group_free() {
     let lp = Loop::new().unwrap();
