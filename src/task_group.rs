@@ -170,8 +170,11 @@ impl TaskGroup {
         let location = Location::caller();
         if self.inner.shutting_down.get() {
             let task = lp.create_task_at(fut, location);
-            lp.shut_down(&*task.runnable()); // drops `fut`, marks the task cancelled
-            lp.unregister_runnable(task.rid());
+            // (A loop that is closing has done this already.)
+            if !task.is_done() {
+                lp.shut_down(&*task.runnable()); // drops `fut`, marks the task cancelled
+                lp.unregister_runnable(task.rid());
+            }
             return task;
         }
         let key = self.inner.children.borrow().vacant_key();

@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use evloop::sync::{Event, Lock, Queue, Semaphore, TryGetError, TryPutError};
+use evloop::sync::{Event, Lock, Queue, QueueShutDown, Semaphore, TryGetError, TryPutError};
 use evloop::{Loop, Task, TaskError, TimeoutError, timeout, yield_now};
 
 /// Runs one iteration of `lp` without blocking (asyncio's `run_briefly`).
@@ -484,4 +484,64 @@ fn cancelled_event_waiter() {
     assert!(t1.is_cancelled());
     ev.set();
     lp.run_until_complete(t2).unwrap().unwrap();
+}
+
+/// asyncio 3.13 `test_shutdown_get` (on the loop): consumers drain what is left
+/// after `shutdown(false)`, then each sees `QueueShutDown` and ends; a producer
+/// waiting for room is handed its item back.
+#[test]
+fn shutdown_ends_consumers_and_refuses_the_waiting_producer() {
+    let lp = Loop::new().unwrap();
+    let q = Queue::bounded(2);
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let consumers: Vec<_> = (0..2)
+        .map(|_| {
+            let (q, got) = (q.clone(), got.clone());
+            lp.create_task(async move {
+                while let Ok(item) = q.get().await {
+                    got.borrow_mut().push(item);
+                    yield_now().await;
+                }
+            })
+        })
+        .collect();
+    let refused = lp
+        .run_until_complete({
+            let q = q.clone();
+            async move {
+                q.put(1).await.unwrap();
+                q.put(2).await.unwrap();
+                q.put(3).await.unwrap();
+                q.put(4).await.unwrap();
+                // A producer that runs ahead of the consumers (they yield after each
+                // item) is waiting for room when the shutdown comes.
+                let extra = evloop::spawn({
+                    let q = q.clone();
+                    async move {
+                        q.put(5).await.unwrap();
+                        q.put(6).await.unwrap();
+                        q.put(7).await
+                    }
+                });
+                yield_now().await;
+                q.shutdown(false);
+                extra.await.unwrap()
+            }
+        })
+        .unwrap();
+    for c in consumers {
+        lp.run_until_complete(timeout(Duration::from_secs(5), c))
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+    let mut got = got.borrow().clone();
+    got.sort();
+    let refused = refused.map_err(QueueShutDown::into_inner);
+    match refused {
+        // The 7th was refused: every item put was got.
+        Err(7) => assert_eq!(got, [1, 2, 3, 4, 5, 6]),
+        other => panic!("the waiting put should be refused with its item: {other:?}"),
+    }
+    assert!(q.is_empty() && q.is_shut_down());
 }
