@@ -635,16 +635,16 @@ fn spawn(peer: &str, n: usize) -> f64 {
 
 async fn queue_ping(to: Queue<u64>, from: Queue<u64>, rounds: usize) {
     for i in 0..rounds as u64 {
-        to.put(i).await;
-        let v = from.get().await;
+        to.put(i).await.unwrap();
+        let v = from.get().await.unwrap();
         debug_assert_eq!(v, i + 1);
     }
 }
 
 async fn queue_pong(from: Queue<u64>, to: Queue<u64>, rounds: usize) {
     for _ in 0..rounds {
-        let v = from.get().await;
-        to.put(v + 1).await;
+        let v = from.get().await.unwrap();
+        to.put(v + 1).await.unwrap();
     }
 }
 

@@ -94,7 +94,7 @@ async fn run(lp: &Loop) -> Result<(), Box<dyn StdError>> {
         INPUTS.len()
     );
 
-    group.wait().await?; // every child is done (or the first panic, as Err)
+    group.wait().await?; // every child is done (or every child panic, as Err)
     let elapsed = t0.elapsed();
     ticker.cancel();
     let ticked = ticks.get();

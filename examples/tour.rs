@@ -519,18 +519,19 @@ fn queue() -> Result {
         let q = queue.clone();
         let producer = evloop::spawn(async move {
             let mut waits = 0;
-            for item in (1..=5).map(Some).chain([None]) {
+            for item in 1..=5 {
                 waits += u32::from(q.is_full()); // `put` will wait for a free slot
-                q.put(item).await;
+                q.put(item).await.expect("the queue is open");
             }
+            q.shutdown(false); // the items left are still got, then `get` fails
             waits
         });
         let mut got = Vec::new();
-        while let Some(item) = queue.get().await {
+        while let Ok(item) = queue.get().await {
             got.push(item);
         }
         let waits = producer.await.expect("the producer finished");
-        println!("  consumer got {got:?} (None ends the stream)");
+        println!("  consumer got {got:?} (shutdown ends the stream)");
         println!("  Queue::bounded(2): the producer waited for room {waits} times");
     })?;
     Ok(())

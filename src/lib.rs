@@ -135,6 +135,7 @@ mod stats;
 pub mod sync;
 mod task;
 mod task_group;
+mod task_group_error;
 pub mod test;
 mod time;
 mod timers;
@@ -160,9 +161,13 @@ pub use remote_task::RemoteTask;
 pub use run::__main;
 pub use run::run;
 pub use stats::Stats;
-pub use sync::{Event, Lock, LockGuard, Queue, QueueEmpty, QueueFull, Semaphore, SemaphorePermit};
+pub use sync::{
+    Event, Lock, LockGuard, Queue, QueueShutDown, Semaphore, SemaphorePermit, TryGetError,
+    TryPutError,
+};
 pub use task::{Task, TaskError, spawn};
 pub use task_group::{TaskGroup, Wait};
+pub use task_group_error::TaskGroupError;
 pub use time::{
     Interval, Sleep, Timeout, TimeoutError, YieldNow, interval, sleep, sleep_until, timeout,
     timeout_at, yield_now,

@@ -288,9 +288,14 @@ fn dropped_sync_waiters_let_go_of_their_wakers() {
     check("Queue::get", &|| {
         let f = empty.get();
         Box::pin(async move {
-            f.await;
+            let _ = f.await;
         })
     });
-    check("Queue::put", &|| Box::pin(full.put(1)));
+    check("Queue::put", &|| {
+        let f = full.put(1);
+        Box::pin(async move {
+            let _ = f.await;
+        })
+    });
     check("Queue::join", &|| Box::pin(unfinished.join()));
 }

@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use evloop::sync::{Event, Lock, Queue, QueueEmpty, QueueFull, Semaphore};
+use evloop::sync::{Event, Lock, Queue, QueueShutDown, Semaphore, TryGetError, TryPutError};
 use evloop::{Loop, Task, TaskError, TimeoutError, timeout, yield_now};
 
 /// Runs one iteration of `lp` without blocking (asyncio's `run_briefly`).
@@ -44,7 +44,7 @@ fn bounded_queue_producers_and_consumers() {
             let q = q.clone();
             lp.create_task(async move {
                 for i in 0..ITEMS {
-                    q.put(Some((p, i))).await;
+                    q.put(Some((p, i))).await.unwrap();
                 }
             })
         })
@@ -54,7 +54,7 @@ fn bounded_queue_producers_and_consumers() {
             let (q, received, max_len) = (q.clone(), received.clone(), max_len.clone());
             lp.create_task(async move {
                 let mut n = 0;
-                while let Some(item) = q.get().await {
+                while let Some(item) = q.get().await.unwrap() {
                     max_len.set(max_len.get().max(q.len()));
                     received.borrow_mut().push(item);
                     n += 1;
@@ -74,7 +74,7 @@ fn bounded_queue_producers_and_consumers() {
                 p.await.unwrap();
             }
             for _ in 0..2 {
-                q.put(None).await; // one stop marker per consumer
+                q.put(None).await.unwrap(); // one stop marker per consumer
             }
         }
     })
@@ -103,7 +103,7 @@ fn bounded_queue_backpressure() {
         let (q, put) = (q.clone(), put.clone());
         lp.create_task(async move {
             for i in 0..10 {
-                q.put(i).await;
+                q.put(i).await.unwrap();
                 put.set(put.get() + 1);
             }
         })
@@ -113,7 +113,7 @@ fn bounded_queue_backpressure() {
     }
     assert_eq!(put.get(), 3);
     assert!(q.is_full());
-    assert_eq!(q.put_nowait(99), Err(QueueFull(99)));
+    assert_eq!(q.put_nowait(99), Err(TryPutError::Full(99)));
 
     assert_eq!(q.get_nowait(), Ok(0));
     for _ in 0..5 {
@@ -125,7 +125,7 @@ fn bounded_queue_backpressure() {
         .run_until_complete(async {
             let mut v = Vec::new();
             for _ in 0..9 {
-                v.push(q.get().await);
+                v.push(q.get().await.unwrap());
             }
             v
         })
@@ -144,7 +144,7 @@ fn get_woken_by_put_from_a_callback() {
     lp.call_later(Duration::from_millis(5), move |_| {
         q2.put_nowait(1).unwrap();
     });
-    assert_eq!(lp.run_until_complete(q.get()).unwrap(), 1);
+    assert_eq!(lp.run_until_complete(q.get()).unwrap(), Ok(1));
 }
 
 /// asyncio `test_get_cancel_drop_one_pending_reader`, with `Task::cancel`: the
@@ -155,7 +155,7 @@ fn cancelled_reader_loses_no_item() {
     let q = Queue::new();
     let reader = lp.create_task({
         let q = q.clone();
-        async move { q.get().await }
+        async move { q.get().await.unwrap() }
     });
     run_briefly(&lp);
     q.put_nowait(1).unwrap();
@@ -164,7 +164,7 @@ fn cancelled_reader_loses_no_item() {
     let got = lp
         .run_until_complete(async {
             assert!(matches!(reader.await, Err(TaskError::Cancelled)));
-            q.get().await
+            q.get().await.unwrap()
         })
         .unwrap();
     assert_eq!(got, 1);
@@ -180,7 +180,7 @@ fn cancelled_reader_passes_its_item_on() {
     let readers: Vec<_> = (0..3)
         .map(|_| {
             let q = q.clone();
-            lp.create_task(async move { q.get().await })
+            lp.create_task(async move { q.get().await.unwrap() })
         })
         .collect();
     run_briefly(&lp);
@@ -203,7 +203,7 @@ fn cancelled_reader_passes_its_item_on() {
         .unwrap();
     got.sort();
     assert_eq!(got, [1, 2]);
-    assert_eq!(q.get_nowait(), Err(QueueEmpty));
+    assert_eq!(q.get_nowait(), Err(TryGetError::Empty));
 }
 
 /// asyncio `test_cancelled_getters_not_being_held_in_self_getters` and
@@ -219,7 +219,7 @@ fn timed_out_get_leaves_the_line() {
     assert_eq!(r, Err(TimeoutError));
     let getter = lp.create_task({
         let q = q.clone();
-        async move { q.get().await }
+        async move { q.get().await.unwrap() }
     });
     run_briefly(&lp);
     q.put_nowait(7).unwrap();
@@ -235,7 +235,7 @@ fn cancelled_putter_frees_its_slot() {
     q.put_nowait(1).unwrap();
     let writer = lp.create_task({
         let q = q.clone();
-        async move { q.put(2).await }
+        async move { q.put(2).await.unwrap() }
     });
     run_briefly(&lp);
     assert_eq!(q.get_nowait(), Ok(1));
@@ -243,7 +243,7 @@ fn cancelled_putter_frees_its_slot() {
     lp.run_until_complete(async {
         assert!(matches!(writer.await, Err(TaskError::Cancelled)));
         assert!(q.is_empty());
-        q.put(2).await;
+        q.put(2).await.unwrap();
     })
     .unwrap();
     assert_eq!(q.get_nowait(), Ok(2));
@@ -265,7 +265,7 @@ fn join_waits_for_workers() {
             let (q, sum) = (q.clone(), sum.clone());
             lp.create_task(async move {
                 loop {
-                    let item = q.get().await;
+                    let item = q.get().await.unwrap();
                     sum.set(sum.get() + item);
                     yield_now().await;
                     q.task_done();
@@ -484,4 +484,64 @@ fn cancelled_event_waiter() {
     assert!(t1.is_cancelled());
     ev.set();
     lp.run_until_complete(t2).unwrap().unwrap();
+}
+
+/// asyncio 3.13 `test_shutdown_get` (on the loop): consumers drain what is left
+/// after `shutdown(false)`, then each sees `QueueShutDown` and ends; a producer
+/// waiting for room is handed its item back.
+#[test]
+fn shutdown_ends_consumers_and_refuses_the_waiting_producer() {
+    let lp = Loop::new().unwrap();
+    let q = Queue::bounded(2);
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let consumers: Vec<_> = (0..2)
+        .map(|_| {
+            let (q, got) = (q.clone(), got.clone());
+            lp.create_task(async move {
+                while let Ok(item) = q.get().await {
+                    got.borrow_mut().push(item);
+                    yield_now().await;
+                }
+            })
+        })
+        .collect();
+    let refused = lp
+        .run_until_complete({
+            let q = q.clone();
+            async move {
+                q.put(1).await.unwrap();
+                q.put(2).await.unwrap();
+                q.put(3).await.unwrap();
+                q.put(4).await.unwrap();
+                // A producer that runs ahead of the consumers (they yield after each
+                // item) is waiting for room when the shutdown comes.
+                let extra = evloop::spawn({
+                    let q = q.clone();
+                    async move {
+                        q.put(5).await.unwrap();
+                        q.put(6).await.unwrap();
+                        q.put(7).await
+                    }
+                });
+                yield_now().await;
+                q.shutdown(false);
+                extra.await.unwrap()
+            }
+        })
+        .unwrap();
+    for c in consumers {
+        lp.run_until_complete(timeout(Duration::from_secs(5), c))
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+    let mut got = got.borrow().clone();
+    got.sort();
+    let refused = refused.map_err(QueueShutDown::into_inner);
+    match refused {
+        // The 7th was refused: every item put was got.
+        Err(7) => assert_eq!(got, [1, 2, 3, 4, 5, 6]),
+        other => panic!("the waiting put should be refused with its item: {other:?}"),
+    }
+    assert!(q.is_empty() && q.is_shut_down());
 }

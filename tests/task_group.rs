@@ -6,8 +6,13 @@
 mod futures_util;
 mod util;
 
-use std::future::pending;
+use std::cell::{Cell, RefCell};
+use std::future::{Future, pending};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use evloop::{Clock, Loop, TaskError, TaskGroup, sleep, yield_now};
@@ -107,12 +112,9 @@ fn first_panic_cancels_the_siblings() {
             }
         })
         .unwrap();
-    match &wait_result {
-        Err(e @ TaskError::Panicked(_)) => {
-            assert_eq!(e.panic_message(), Some("child failed: 13"))
-        }
-        other => panic!("wait should report the panic, got {other:?}"),
-    }
+    let errors = wait_result.expect_err("wait should report the panic");
+    assert_eq!(errors.errors().len(), 1);
+    assert_eq!(errors.errors()[0].panic_message(), Some("child failed: 13"));
     for r in &sibling_results {
         assert!(matches!(r, Err(TaskError::Cancelled)), "sibling: {r:?}");
     }
@@ -138,15 +140,18 @@ fn wait_returns_the_original_payload() {
             group.wait().await
         })
         .unwrap();
-    match r {
-        Err(TaskError::Panicked(p)) => assert_eq!(p.downcast_ref::<u16>(), Some(&77)),
+    match r.unwrap_err().into_errors().as_slice() {
+        [TaskError::Panicked(p)] => assert_eq!(p.downcast_ref::<u16>(), Some(&77)),
         other => panic!("got {other:?}"),
     }
 }
 
-/// Two children panic in the same iteration: `wait` reports the first.
+/// asyncio `test_cancel_children_on_child_error` (the three `foo1` children that
+/// fail together): two children panic in the same iteration; the siblings are
+/// cancelled from a later callback, so `wait` reports both panics, in order, with
+/// where each child was spawned.
 #[test]
-fn only_the_first_panic_is_reported() {
+fn panics_of_one_iteration_are_all_reported() {
     let lp = Loop::new().unwrap();
     let r = lp
         .run_until_complete(async {
@@ -163,7 +168,24 @@ fn only_the_first_panic_is_reported() {
         })
         .unwrap();
     let e = r.unwrap_err();
-    assert_eq!(e.panic_message(), Some("first"));
+    let messages: Vec<_> = e.errors().iter().map(|e| e.panic_message()).collect();
+    assert_eq!(messages, [Some("first"), Some("second")]);
+    assert_eq!(e.locations().len(), 2);
+    assert!(
+        e.locations()
+            .iter()
+            .all(|l| l.file().ends_with("task_group.rs"))
+    );
+    assert!(e.locations()[0].line() < e.locations()[1].line());
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with("2 TaskGroup children panicked"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(": first") && shown.contains(": second"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -376,4 +398,166 @@ fn child_panic_does_not_unwind_the_owner() {
         })
     }));
     assert!(matches!(outcome, Ok(Ok(true))));
+}
+
+/// asyncio `test_taskgroup_no_create_task_after_failure`: once the siblings of a
+/// failed child were cancelled, `spawn` returns a task that is already cancelled:
+/// `is_cancelled()` at once, its future dropped before `spawn` returns, never polled.
+#[test]
+fn spawn_into_a_shutting_down_group_returns_a_cancelled_task() {
+    let lp = Loop::new().unwrap();
+    let polls = Polls::new();
+    let drops = Drops::new();
+    let (p, d) = (polls.clone(), drops.clone());
+    let r = lp
+        .run_until_complete(async move {
+            let group = TaskGroup::new();
+            drop(group.spawn(async {
+                panic!("fail first");
+            }));
+            let sibling = group.spawn(pending::<()>());
+            while !sibling.is_done() {
+                yield_now().await; // the failure cancels the sibling
+            }
+            let t = d.token();
+            let late = group.spawn(count_polls(&p, async move {
+                t.hold();
+            }));
+            assert!(late.is_cancelled() && late.is_done());
+            assert_eq!(d.dropped(), 1, "its future is dropped at once");
+            assert_eq!(group.len(), 0);
+            let r = group.wait().await;
+            (r, late.await)
+        })
+        .unwrap();
+    assert_eq!(r.0.unwrap_err().errors().len(), 1);
+    assert!(matches!(r.1, Err(TaskError::Cancelled)));
+    assert_eq!(polls.get(), 0);
+}
+
+/// After `cancel()` the group is shutting down too.
+#[test]
+fn spawn_after_cancel_returns_a_cancelled_task() {
+    let lp = Loop::new().unwrap();
+    let r = lp
+        .run_until_complete(async {
+            let group = TaskGroup::new();
+            group.cancel();
+            let t = group.spawn(async { 1 });
+            assert!(t.is_cancelled());
+            (group.wait().await.is_ok(), t.await.is_err())
+        })
+        .unwrap();
+    assert_eq!(r, (true, true));
+}
+
+/// Regression: `Wait` kept one waker, so of two `wait()`s awaited at once the first
+/// never woke.
+#[test]
+fn two_concurrent_waits_both_complete() {
+    let lp = manual_loop();
+    let done = lp
+        .run_until_complete(async {
+            let group = Rc::new(TaskGroup::new());
+            drop(group.spawn(sleep(Duration::from_millis(10))));
+            let waits: Vec<_> = (0..2)
+                .map(|_| {
+                    let g = group.clone();
+                    evloop::spawn(async move { g.wait().await.is_ok() })
+                })
+                .collect();
+            yield_now().await; // both waits are now parked
+            let mut outs = Vec::new();
+            for w in waits {
+                outs.push(evloop::timeout(Duration::from_secs(5), w).await);
+            }
+            outs
+        })
+        .unwrap();
+    for out in done {
+        assert!(matches!(out, Ok(Ok(true))), "{out:?}");
+    }
+}
+
+/// Two concurrent `wait()`s after panics: the first gets the payloads, the other
+/// the messages; neither pretends the group succeeded.
+#[test]
+fn a_second_wait_also_sees_the_panics() {
+    let lp = Loop::new().unwrap();
+    let (first, second) = lp
+        .run_until_complete(async {
+            let group = TaskGroup::new();
+            drop(group.spawn(async {
+                yield_now().await;
+                std::panic::panic_any(String::from("boom"));
+            }));
+            let (a, b) = (group.wait(), group.wait());
+            let a = a.await;
+            let b = b.await;
+            (a, b)
+        })
+        .unwrap();
+    let first = first.unwrap_err();
+    let second = second.unwrap_err();
+    assert_eq!(first.errors()[0].panic_message(), Some("boom"));
+    assert_eq!(second.errors()[0].panic_message(), Some("boom"));
+    assert_eq!(first.locations(), second.locations());
+}
+
+thread_local! {
+    static WAKE_GROUP: RefCell<Option<Rc<TaskGroup>>> = const { RefCell::new(None) };
+    static SPAWNED_IN_WAKE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A waker that spawns into the group when woken.
+struct SpawnOnWake;
+
+impl Wake for SpawnOnWake {
+    fn wake(self: Arc<Self>) {
+        let group = WAKE_GROUP.with(|g| g.borrow().clone());
+        if let Some(g) = group {
+            drop(g.spawn(async {}));
+            // And waits on it again (a waker that polls at once, as some executors'
+            // do): the group's waiters must not be borrowed either.
+            let mut wait = g.wait();
+            let cx = &mut Context::from_waker(Waker::noop());
+            assert!(Pin::new(&mut wait).poll(cx).is_pending());
+            SPAWNED_IN_WAKE.with(|s| s.set(true));
+        }
+    }
+}
+
+/// Regression: the last child's drop woke the `wait()` while the group's children
+/// (and its waker slot) were still borrowed, so a waker that uses the group (here:
+/// spawns into it and waits on it) panicked.
+#[test]
+fn the_last_child_wakes_wait_with_the_group_free() {
+    let lp = Loop::new().unwrap();
+    let reports = Reports::install(&lp);
+    let ok = lp
+        .run_until_complete(async {
+            let group = Rc::new(TaskGroup::new());
+            WAKE_GROUP.with(|g| *g.borrow_mut() = Some(group.clone()));
+            drop(group.spawn(yield_now()));
+            // Park a `wait()` with the waker that spawns.
+            let waker = Waker::from(Arc::new(SpawnOnWake));
+            let mut wait = group.wait();
+            let parked = Pin::new(&mut wait)
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending();
+            assert!(parked);
+            for _ in 0..3 {
+                yield_now().await;
+            }
+            drop(wait);
+            WAKE_GROUP.with(|g| g.borrow_mut().take());
+            group.wait().await.is_ok()
+        })
+        .unwrap();
+    assert!(
+        SPAWNED_IN_WAKE.with(|s| s.get()),
+        "the waker could not spawn"
+    );
+    assert!(ok);
+    assert!(reports.is_empty(), "{:?}", reports.get());
 }

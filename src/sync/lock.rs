@@ -175,6 +175,13 @@ pub struct LockGuard {
     permits: Rc<RefCell<Permits>>,
 }
 
+impl LockGuard {
+    /// Whether this guard holds `lock`.
+    pub(crate) fn is_of(&self, lock: &Lock) -> bool {
+        Rc::ptr_eq(&self.permits, &lock.permits)
+    }
+}
+
 impl Drop for LockGuard {
     fn drop(&mut self) {
         let mut wakeups = Wakeups::default();

@@ -1,5 +1,8 @@
-//! Synchronisation primitives for tasks on one loop: [`Queue`], [`Event`], [`Lock`],
-//! [`Semaphore`] (asyncio's `asyncio.Queue`, `Event`, `Lock`, `Semaphore`).
+//! Synchronisation primitives for tasks on one loop: [`Queue`], [`LifoQueue`],
+//! [`PriorityQueue`], [`Event`], [`Lock`], [`Condition`], [`Semaphore`],
+//! [`BoundedSemaphore`], [`Barrier`] (asyncio's `asyncio.Queue`, `LifoQueue`,
+//! `PriorityQueue`, `Event`, `Lock`, `Condition`, `Semaphore`, `BoundedSemaphore`,
+//! `Barrier`).
 //!
 //! They are for the tasks of **one** loop thread: `!Send`, built on `Rc` and
 //! `RefCell`, with no locks or atomics. Each is a cheap handle: clones share the
@@ -15,22 +18,34 @@
 //!
 //! # Cancellation
 //! Every waiting future ([`LockFuture`], [`AcquireFuture`], [`GetFuture`],
-//! [`PutFuture`], [`WaitFuture`], [`JoinFuture`]) may be dropped at any point: that
+//! [`PutFuture`], [`WaitFuture`], [`JoinFuture`], [`ConditionWait`],
+//! [`BoundedAcquire`], [`BarrierWait`]) may be dropped at any point: that
 //! is how a cancelled task or an expired timeout stops waiting. A dropped waiter
 //! leaves the line at once. If it had already been handed what it waited for, it
 //! passes that on to the next waiter: a cancelled waiter never swallows a wake-up.
 //! A dropped [`GetFuture`] never takes an item out of the queue, and a dropped
 //! [`PutFuture`] never puts its item in.
 
+mod barrier;
+mod bounded_semaphore;
+mod condition;
 mod event;
 mod lock;
 mod permits;
 mod queue;
+mod queue_error;
+mod queue_kinds;
+mod queue_order;
 mod semaphore;
 #[cfg(test)]
 mod test_exec;
 
+pub use barrier::{Barrier, BarrierWait, BrokenBarrierError};
+pub use bounded_semaphore::{BoundedAcquire, BoundedPermit, BoundedSemaphore, SemaphoreOverflow};
+pub use condition::{Condition, ConditionWait};
 pub use event::{Event, WaitFuture};
 pub use lock::{Lock, LockFuture, LockGuard};
-pub use queue::{GetFuture, JoinFuture, PutFuture, Queue, QueueEmpty, QueueFull};
+pub use queue::{GetFuture, JoinFuture, PutFuture, Queue};
+pub use queue_error::{QueueShutDown, TryGetError, TryPutError};
+pub use queue_kinds::{LifoQueue, PriorityQueue};
 pub use semaphore::{AcquireFuture, Semaphore, SemaphorePermit};

@@ -24,6 +24,10 @@ pub(crate) struct Permits {
     /// removing its entry (through [`Ticket::poll`]) or gives it back by being
     /// cancelled (through [`Ticket::cancel`]).
     waiters: WaitQueue,
+    /// No permit will be released any more to waiters that are not already notified
+    /// (a queue shut down): a queued waiter that polls leaves with "closed", and so
+    /// does a newcomer that finds no permit available. Notified waiters keep theirs.
+    closed: bool,
 }
 
 impl Permits {
@@ -32,7 +36,21 @@ impl Permits {
         Permits {
             available,
             waiters: WaitQueue::default(),
+            closed: false,
         }
+    }
+
+    /// Closes the permits (see `closed`) and wakes every queued waiter, so that it
+    /// polls again and leaves.
+    pub(crate) fn close(&mut self, wakeups: &mut Wakeups) {
+        self.closed = true;
+        self.waiters.wake_queued(wakeups);
+    }
+
+    /// Forgets the available permits (their items are gone: a queue shut down at
+    /// once). Waiters already handed one keep it.
+    pub(crate) fn clear_available(&mut self) {
+        self.available = 0;
     }
 
     /// Permits free for a newcomer right now.
@@ -91,6 +109,7 @@ impl Ticket {
     ///
     /// # Panics
     /// If polled again after returning `Ready`, naming `what` was polled.
+    #[inline]
     pub(crate) fn poll(
         &mut self,
         permits: &mut Permits,
@@ -98,11 +117,29 @@ impl Ticket {
         wakeups: &mut Wakeups,
         what: &str,
     ) -> Poll<()> {
+        self.poll_unless_closed(permits, waker, wakeups, what)
+            .map(|got| assert!(got, "`{what}`: permits closed"))
+    }
+
+    /// [`poll`](Ticket::poll) on permits that may be [closed](Permits::close):
+    /// `Ready(true)` means the caller now owns a permit, `Ready(false)` that none
+    /// will come (the ticket is done either way).
+    pub(crate) fn poll_unless_closed(
+        &mut self,
+        permits: &mut Permits,
+        waker: &Waker,
+        wakeups: &mut Wakeups,
+        what: &str,
+    ) -> Poll<bool> {
         match *self {
             Ticket::Idle => {
                 if permits.try_acquire() {
                     *self = Ticket::Done;
-                    return Poll::Ready(());
+                    return Poll::Ready(true);
+                }
+                if permits.closed {
+                    *self = Ticket::Done;
+                    return Poll::Ready(false);
                 }
                 *self = Ticket::Waiting(permits.waiters.push(waker));
                 Poll::Pending
@@ -111,7 +148,11 @@ impl Ticket {
                 if permits.waiters.is_notified(key) {
                     permits.waiters.remove(key, wakeups);
                     *self = Ticket::Done;
-                    Poll::Ready(())
+                    Poll::Ready(true)
+                } else if permits.closed {
+                    permits.waiters.remove(key, wakeups);
+                    *self = Ticket::Done;
+                    Poll::Ready(false)
                 } else {
                     permits.waiters.register(key, waker, wakeups);
                     Poll::Pending
@@ -208,6 +249,24 @@ mod tests {
         assert_eq!((p.available(), p.queued()), (0, 1));
         p.release(1, &mut Wakeups::default());
         assert!(poll(&mut b, &mut p).is_ready());
+    }
+
+    #[test]
+    fn closing_sends_queued_waiters_away_and_keeps_handed_permits() {
+        let mut p = Permits::new(0);
+        let (mut a, mut b, mut c) = (Ticket::Idle, Ticket::Idle, Ticket::Idle);
+        let mut w = Wakeups::default();
+        let mut poll = |t: &mut Ticket, p: &mut Permits| {
+            t.poll_unless_closed(p, Waker::noop(), &mut w, "test")
+        };
+        assert!(poll(&mut a, &mut p).is_pending());
+        assert!(poll(&mut b, &mut p).is_pending());
+        p.release(1, &mut Wakeups::default()); // handed to a
+        p.close(&mut Wakeups::default());
+        assert_eq!(poll(&mut b, &mut p), Poll::Ready(false));
+        assert_eq!(poll(&mut c, &mut p), Poll::Ready(false));
+        assert_eq!(poll(&mut a, &mut p), Poll::Ready(true));
+        assert_eq!(p.queued(), 0);
     }
 
     #[test]

@@ -1,15 +1,18 @@
-//! [`Queue`]: asyncio's `Queue`, a FIFO queue between tasks on one loop.
+//! [`Queue`]: asyncio's `Queue`, a FIFO queue between tasks on one loop; the engine
+//! of [`LifoQueue`](super::LifoQueue) and [`PriorityQueue`](super::PriorityQueue) too.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::error::Error;
 use std::fmt;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use super::permits::{Permits, Ticket};
+use super::queue_error::{QueueShutDown, TryGetError, TryPutError};
+use super::queue_order::Order;
 use crate::waiters::{WaitQueue, Wakeups};
 
 /// A first-in, first-out queue between tasks on one loop (asyncio's `Queue`).
@@ -26,6 +29,13 @@ use crate::waiters::{WaitQueue, Wakeups};
 ///
 /// A `Queue` is a cheap handle: clones share one queue. It is `!Send`, for the tasks
 /// of one loop thread; it works with any waker, not only evloop's.
+///
+/// # Shutting down
+/// [`shutdown`](Queue::shutdown) (Python 3.13's `Queue.shutdown`) ends the queue as
+/// closing a channel does: from then on every `put` fails with [`QueueShutDown`]
+/// (holding the item), waiting putters included; `get` still takes the items left
+/// and fails with `QueueShutDown` once there are none, waiting getters included.
+/// `shutdown(true)` also drops the items left at once.
 ///
 /// # Fairness
 /// Getters get items in the order they started waiting, and putters get free slots
@@ -55,15 +65,16 @@ use crate::waiters::{WaitQueue, Wakeups};
 ///     let q = q.clone();
 ///     async move {
 ///         for i in 0..10 {
-///             q.put(i).await; // waits while two items are unread
+///             q.put(i).await.unwrap(); // waits while two items are unread
 ///         }
+///         q.shutdown(false); // no more items: the consumer's loop ends
 ///     }
 /// });
 /// let received = lp
 ///     .run_until_complete(async {
 ///         let mut received = Vec::new();
-///         for _ in 0..10 {
-///             received.push(q.get().await);
+///         while let Ok(item) = q.get().await {
+///             received.push(item);
 ///             assert!(q.len() <= 2);
 ///         }
 ///         received
@@ -77,18 +88,22 @@ pub struct Queue<T> {
 }
 
 struct Shared<T> {
-    /// The items, oldest first. Invariant: `items.len() <= capacity` when bounded.
+    /// The items, in `order`. Invariant: `items.len() <= capacity` when bounded.
     items: VecDeque<T>,
+    /// Which item a getter takes.
+    order: Order<T>,
     /// `None`: unbounded.
     capacity: Option<usize>,
     /// One permit per item in `items` that no getter has been promised yet.
-    /// Invariant: `items.len()` = free permits + notified getters (each notified
-    /// getter owns one item, which it pops when it resumes; which item is not fixed,
-    /// it pops the front).
+    /// Invariant (until a `shutdown(true)`): `items.len()` = free permits + notified
+    /// getters (each notified getter owns one item, which it pops when it resumes;
+    /// which item is not fixed, it pops the next one in `order`). After
+    /// `shutdown(true)`, `items` is empty and a notified getter finds nothing.
     readable: Permits,
     /// For a bounded queue, one permit per free slot that no putter has been promised
-    /// yet. Invariant: `capacity - items.len()` = free permits + notified putters.
-    /// `None` when unbounded.
+    /// yet. Invariant (until shutdown, after which no item is put):
+    /// `capacity - items.len()` = free permits + notified putters. `None` when
+    /// unbounded.
     writable: Option<Permits>,
     /// Items put and not yet marked done by `task_done()`.
     unfinished: usize,
@@ -96,25 +111,33 @@ struct Shared<T> {
     /// `task_done()` reaching zero notifies them all, and `join()` at zero does not
     /// queue.
     joiners: WaitQueue,
+    /// `shutdown` was called: no item is put any more. Both permit sets are closed.
+    shut_down: bool,
 }
 
 impl<T> Shared<T> {
     /// Pushes `item` into a slot the caller owns and promises it to the oldest getter
     /// (or counts it as free).
+    #[inline]
     fn push(&mut self, item: T, wakeups: &mut Wakeups) {
-        self.items.push_back(item);
         self.unfinished += 1;
         self.readable.release(1, wakeups);
+        // Last: should `T`'s `Ord` panic, the item and its permit are both in.
+        self.order.push(&mut self.items, item);
     }
 
-    /// Pops the front item for a caller that owns a `readable` permit, and frees its
-    /// slot (for the oldest putter, if any).
-    fn pop(&mut self, wakeups: &mut Wakeups) -> T {
-        let item = self
-            .items
-            .pop_front()
-            .expect("queue: a readable permit without an item");
-        if let Some(writable) = &mut self.writable {
+    /// Takes the next item for a caller that owns a `readable` permit, and frees its
+    /// slot (for the oldest putter, if any). `None` only after `shutdown(true)`.
+    #[inline]
+    fn pop(&mut self, wakeups: &mut Wakeups) -> Option<T> {
+        let item = self.order.pop(&mut self.items);
+        debug_assert!(
+            item.is_some() || self.shut_down,
+            "queue: a readable permit without an item"
+        );
+        if item.is_some()
+            && let Some(writable) = &mut self.writable
+        {
             writable.release(1, wakeups);
         }
         item
@@ -124,7 +147,7 @@ impl<T> Shared<T> {
 impl<T> Queue<T> {
     /// An unbounded queue: `put` never waits.
     pub fn new() -> Queue<T> {
-        Queue::with_capacity(None)
+        Queue::with_order(None, Order::Fifo)
     }
 
     /// A queue that holds at most `capacity` items (asyncio's `maxsize`): `put`
@@ -134,31 +157,31 @@ impl<T> Queue<T> {
     /// If `capacity` is zero. (asyncio reads `maxsize=0` as unbounded; use
     /// [`Queue::new`] for that.)
     pub fn bounded(capacity: usize) -> Queue<T> {
-        assert!(
-            capacity >= 1,
-            "Queue::bounded: capacity must be at least 1 (use Queue::new for unbounded)"
-        );
-        Queue::with_capacity(Some(capacity))
+        Queue::with_order(Some(checked_capacity(capacity)), Order::Fifo)
     }
 
-    fn with_capacity(capacity: Option<usize>) -> Queue<T> {
+    pub(crate) fn with_order(capacity: Option<usize>, order: Order<T>) -> Queue<T> {
         Queue {
             shared: Rc::new(RefCell::new(Shared {
                 items: VecDeque::new(),
+                order,
                 capacity,
                 readable: Permits::new(0),
                 writable: capacity.map(Permits::new),
                 unfinished: 0,
                 joiners: WaitQueue::default(),
+                shut_down: false,
             })),
         }
     }
 
-    /// Puts `item` at the back, waiting while the queue is full (never, if it is
-    /// unbounded).
+    /// Puts `item` in, waiting while the queue is full (never, if it is unbounded).
     ///
-    /// The item is in the queue when the future completes. Dropped before that, the
-    /// future drops the item instead, and the queue is as if `put` was never called.
+    /// The item is in the queue when the future completes with `Ok(())`. If the
+    /// queue is shut down before that (or was already), the future completes with
+    /// `Err(QueueShutDown(item))`, handing the item back. Dropped before it
+    /// completes, the future drops the item instead, and the queue is as if `put`
+    /// was never called.
     pub fn put(&self, item: T) -> PutFuture<T> {
         PutFuture {
             shared: self.shared.clone(),
@@ -167,9 +190,11 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Takes the front item, waiting while there is none.
+    /// Takes the next item, waiting while there is none.
     ///
-    /// Dropped before it completes, the future takes nothing.
+    /// Completes with `Err(QueueShutDown(()))` once the queue is shut down and no item
+    /// is left for this getter (at once after `shutdown(true)`). Dropped before it
+    /// completes, the future takes nothing.
     pub fn get(&self) -> GetFuture<T> {
         GetFuture {
             shared: self.shared.clone(),
@@ -177,29 +202,95 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Puts `item` at the back if a slot is free for a newcomer; otherwise hands it
-    /// back in [`QueueFull`].
-    pub fn put_nowait(&self, item: T) -> Result<(), QueueFull<T>> {
+    /// Puts `item` in if a slot is free for a newcomer; otherwise hands it back in
+    /// [`TryPutError::Full`] (or [`TryPutError::ShutDown`] once the queue is shut
+    /// down).
+    pub fn put_nowait(&self, item: T) -> Result<(), TryPutError<T>> {
         let mut wakeups = Wakeups::default();
         let mut shared = self.shared.borrow_mut();
+        if shared.shut_down {
+            return Err(TryPutError::ShutDown(item));
+        }
         if let Some(writable) = &mut shared.writable
             && !writable.try_acquire()
         {
-            return Err(QueueFull(item));
+            return Err(TryPutError::Full(item));
         }
         shared.push(item, &mut wakeups);
         Ok(())
     }
 
-    /// Takes the front item if one is there for a newcomer (not promised to a woken
-    /// `get()`); otherwise fails with [`QueueEmpty`].
-    pub fn get_nowait(&self) -> Result<T, QueueEmpty> {
+    /// Takes the next item if one is there for a newcomer (not promised to a woken
+    /// `get()`); otherwise fails with [`TryGetError::Empty`], or with
+    /// [`TryGetError::ShutDown`] once the queue is shut down and has none left.
+    pub fn get_nowait(&self) -> Result<T, TryGetError> {
         let mut wakeups = Wakeups::default();
         let mut shared = self.shared.borrow_mut();
         if !shared.readable.try_acquire() {
-            return Err(QueueEmpty);
+            return Err(if shared.shut_down {
+                TryGetError::ShutDown
+            } else {
+                TryGetError::Empty
+            });
         }
-        Ok(shared.pop(&mut wakeups))
+        shared.pop(&mut wakeups).ok_or(TryGetError::ShutDown)
+    }
+
+    /// Shuts the queue down (Python 3.13's `Queue.shutdown(immediate)`).
+    ///
+    /// From then on `put` and `put_nowait` fail with the item handed back, and
+    /// putters waiting for a slot wake and fail the same way. With `immediate` false,
+    /// getters still take the items left, then fail with [`QueueShutDown`]; getters
+    /// that wait for an item that will never come wake and fail at once.
+    ///
+    /// With `immediate` true, the items left are dropped, and every getter fails,
+    /// those already promised an item included. Each dropped item counts as done for
+    /// [`join`](Queue::join) (a [`task_done`](Queue::task_done) each, as 3.13's), so
+    /// joiners wake once nothing else is unfinished. The items are dropped during
+    /// this call, after the queue has been updated and its waiters woken, in the
+    /// order they are stored (for a `Queue`, oldest first), with no borrow of the
+    /// queue held (an item's `Drop` may use the queue). If an item's `Drop` panics,
+    /// the other items are still dropped and the first panic is then resumed from
+    /// this call.
+    ///
+    /// Calling it again is harmless; `shutdown(true)` after `shutdown(false)` drops
+    /// the items left.
+    pub fn shutdown(&self, immediate: bool) {
+        let dropped = {
+            let mut wakeups = Wakeups::default();
+            let mut shared = self.shared.borrow_mut();
+            let shared = &mut *shared;
+            shared.shut_down = true;
+            let mut dropped = VecDeque::new();
+            if immediate {
+                dropped = std::mem::take(&mut shared.items);
+                shared.readable.clear_available();
+                shared.unfinished = shared.unfinished.saturating_sub(dropped.len());
+                if shared.unfinished == 0 {
+                    shared.joiners.notify_all(&mut wakeups);
+                }
+            }
+            shared.readable.close(&mut wakeups);
+            if let Some(writable) = &mut shared.writable {
+                writable.close(&mut wakeups);
+            }
+            dropped
+            // The borrow ends, then `wakeups` wakes the waiters.
+        };
+        let mut first_panic = None;
+        for item in dropped {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| drop(item))) {
+                first_panic.get_or_insert(panic);
+            }
+        }
+        if let Some(panic) = first_panic {
+            resume_unwind(panic);
+        }
+    }
+
+    /// Whether [`shutdown`](Queue::shutdown) was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.shared.borrow().shut_down
     }
 
     /// How many items the queue holds (asyncio's `qsize()`), counting those promised
@@ -255,6 +346,31 @@ impl<T> Queue<T> {
             done: false,
         }
     }
+
+    /// The type's name and shared state, for the `Debug` of every queue kind.
+    pub(crate) fn debug_as(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = self.shared.borrow();
+        f.debug_struct(name)
+            .field("len", &shared.items.len())
+            .field("capacity", &shared.capacity)
+            .field("getters", &shared.readable.queued())
+            .field(
+                "putters",
+                &shared.writable.as_ref().map_or(0, Permits::queued),
+            )
+            .field("unfinished", &shared.unfinished)
+            .field("shut_down", &shared.shut_down)
+            .finish()
+    }
+}
+
+/// `capacity`, checked for [`Queue::bounded`] and its kin.
+pub(crate) fn checked_capacity(capacity: usize) -> usize {
+    assert!(
+        capacity >= 1,
+        "bounded queue: capacity must be at least 1 (use new() for unbounded)"
+    );
+    capacity
 }
 
 impl<T> Clone for Queue<T> {
@@ -275,28 +391,19 @@ impl<T> Default for Queue<T> {
 
 impl<T> fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shared = self.shared.borrow();
-        f.debug_struct("Queue")
-            .field("len", &shared.items.len())
-            .field("capacity", &shared.capacity)
-            .field("getters", &shared.readable.queued())
-            .field(
-                "putters",
-                &shared.writable.as_ref().map_or(0, Permits::queued),
-            )
-            .field("unfinished", &shared.unfinished)
-            .finish()
+        self.debug_as("Queue", f)
     }
 }
 
-/// The future returned by [`Queue::put`]: ready once the item is in the queue.
+/// The future returned by [`Queue::put`]: `Ok(())` once the item is in the queue,
+/// `Err(QueueShutDown(item))` if the queue was shut down first.
 ///
 /// Dropped before that, it drops the item and leaves its place in line (passing on a
 /// slot it had already been promised).
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct PutFuture<T> {
     shared: Rc<RefCell<Shared<T>>>,
-    /// The item to put; `None` once put.
+    /// The item to put; `None` once put (or handed back).
     item: Option<T>,
     /// Our place among the putters waiting for a slot (bounded queues only).
     ticket: Ticket,
@@ -306,13 +413,22 @@ pub struct PutFuture<T> {
 impl<T> Unpin for PutFuture<T> {}
 
 impl<T> Future for PutFuture<T> {
-    type Output = ();
+    type Output = Result<(), QueueShutDown<T>>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         assert!(this.item.is_some(), "`PutFuture` polled after completion");
         let mut wakeups = Wakeups::default();
         let mut shared = this.shared.borrow_mut();
+        let shared = &mut *shared;
+        if shared.shut_down {
+            // A slot we were promised goes on; it no longer matters to anyone.
+            if let Some(writable) = &mut shared.writable {
+                this.ticket.cancel(writable, &mut wakeups);
+            }
+            let item = this.item.take().expect("checked above");
+            return Poll::Ready(Err(QueueShutDown(item)));
+        }
         if let Some(writable) = &mut shared.writable
             && this
                 .ticket
@@ -323,7 +439,7 @@ impl<T> Future for PutFuture<T> {
         }
         let item = this.item.take().expect("checked above");
         shared.push(item, &mut wakeups);
-        Poll::Ready(())
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -349,7 +465,8 @@ impl<T> fmt::Debug for PutFuture<T> {
     }
 }
 
-/// The future returned by [`Queue::get`]: resolves to the front item.
+/// The future returned by [`Queue::get`]: resolves to the next item, or to
+/// `Err(QueueShutDown(()))` once the queue is shut down with none left for it.
 ///
 /// Dropped before that, it takes nothing and leaves its place in line (passing on an
 /// item it had already been promised).
@@ -360,16 +477,22 @@ pub struct GetFuture<T> {
 }
 
 impl<T> Future for GetFuture<T> {
-    type Output = T;
+    type Output = Result<T, QueueShutDown>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let mut wakeups = Wakeups::default();
         let mut shared = this.shared.borrow_mut();
-        let ready = this
-            .ticket
-            .poll(&mut shared.readable, cx.waker(), &mut wakeups, "GetFuture");
-        ready.map(|()| shared.pop(&mut wakeups))
+        let got = this.ticket.poll_unless_closed(
+            &mut shared.readable,
+            cx.waker(),
+            &mut wakeups,
+            "GetFuture",
+        );
+        got.map(|got| match got {
+            true => shared.pop(&mut wakeups).ok_or(QueueShutDown(())),
+            false => Err(QueueShutDown(())),
+        })
     }
 }
 
@@ -447,45 +570,6 @@ impl<T> fmt::Debug for JoinFuture<T> {
     }
 }
 
-/// [`Queue::put_nowait`] found no free slot: the queue is full, or its free slots
-/// are promised to woken putters. Holds the item that was not put.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct QueueFull<T>(pub T);
-
-impl<T> QueueFull<T> {
-    /// The item that was not put.
-    pub fn into_inner(self) -> T {
-        self.0
-    }
-}
-
-impl<T> fmt::Debug for QueueFull<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("QueueFull").finish_non_exhaustive()
-    }
-}
-
-impl<T> fmt::Display for QueueFull<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("queue is full")
-    }
-}
-
-impl<T> Error for QueueFull<T> {}
-
-/// [`Queue::get_nowait`] found no item: the queue is empty, or its items are
-/// promised to woken getters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct QueueEmpty;
-
-impl fmt::Display for QueueEmpty {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("queue is empty")
-    }
-}
-
-impl Error for QueueEmpty {}
-
 #[cfg(test)]
 mod tests {
     use std::cell::{Cell, RefCell};
@@ -531,13 +615,13 @@ mod tests {
     #[test]
     fn nowait_errors_give_the_item_back() {
         let q = Queue::bounded(1);
-        assert_eq!(q.get_nowait(), Err(QueueEmpty));
+        assert_eq!(q.get_nowait(), Err(TryGetError::Empty));
         q.put_nowait(String::from("one")).unwrap();
         let err = q.put_nowait(String::from("two")).unwrap_err();
         assert_eq!(err.to_string(), "queue is full");
         assert_eq!(err.into_inner(), "two");
         assert_eq!(q.get_nowait().as_deref(), Ok("one"));
-        assert_eq!(QueueEmpty.to_string(), "queue is empty");
+        assert_eq!(TryGetError::Empty.to_string(), "queue is empty");
     }
 
     #[test]
@@ -565,7 +649,7 @@ mod tests {
             let (q, put) = (q.clone(), put.clone());
             ex.spawn(async move {
                 for i in 0..3 {
-                    q.put(i).await;
+                    q.put(i).await.unwrap();
                     put.borrow_mut().push(i);
                 }
             })
@@ -594,7 +678,7 @@ mod tests {
         let p = ex.spawn(q.put('a'));
         ex.run_until_stalled();
         assert!(p.is_done());
-        assert_eq!(t.take(), 'a');
+        assert_eq!(t.take(), Ok('a'));
         assert!(q.is_empty());
     }
 
@@ -608,7 +692,10 @@ mod tests {
             q.put_nowait(i).unwrap();
         }
         ex.run_until_stalled();
-        assert_eq!(g.iter().map(|t| t.take()).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(
+            g.iter().map(|t| t.take().unwrap()).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
     }
 
     /// asyncio `test_get_with_waiting_putters`: waiting putters are served in order.
@@ -624,7 +711,7 @@ mod tests {
         let mut got = Vec::new();
         for _ in 0..3 {
             let g = ex.spawn(q.get());
-            got.push(ex.run_until_complete(&g));
+            got.push(ex.run_until_complete(&g).unwrap());
         }
         assert_eq!(got, ['a', 'b', 'c']);
     }
@@ -642,7 +729,7 @@ mod tests {
         assert_eq!(getters(&q), 1);
         q.put_nowait('a').unwrap();
         ex.run_briefly();
-        assert_eq!(t2.take(), 'a');
+        assert_eq!(t2.take(), Ok('a'));
     }
 
     /// asyncio `test_get_cancel_drop_one_pending_reader`: the reader was promised
@@ -659,7 +746,7 @@ mod tests {
         ex.cancel(reader.id);
         assert_eq!(q.len(), 2);
         let again = ex.spawn(q.get());
-        assert_eq!(ex.run_until_complete(&again), 1);
+        assert_eq!(ex.run_until_complete(&again), Ok(1));
         assert_eq!(q.get_nowait(), Ok(2));
     }
 
@@ -677,7 +764,7 @@ mod tests {
         q.put_nowait(2).unwrap(); // promised to r2
         ex.cancel(r1.id); // r1's promise goes to r3
         ex.run_until_stalled();
-        assert_eq!((r2.take(), r3.take()), (1, 2));
+        assert_eq!((r2.take(), r3.take()), (Ok(1), Ok(2)));
         assert!(q.is_empty());
     }
 
@@ -691,7 +778,7 @@ mod tests {
         let writer = ex.spawn(q.put(2));
         ex.run_briefly();
         assert_eq!(q.get_nowait(), Ok(1)); // slot promised to `writer`
-        assert_eq!(q.put_nowait(99), Err(QueueFull(99)), "no barging");
+        assert_eq!(q.put_nowait(99), Err(TryPutError::Full(99)), "no barging");
         ex.cancel(writer.id);
         assert!(q.is_empty());
         q.put_nowait(2).unwrap();
@@ -716,7 +803,7 @@ mod tests {
         ex.run_briefly();
         assert_eq!(q.get_nowait(), Ok('b'));
         assert!(put_b.is_done());
-        assert_eq!(q.get_nowait(), Err(QueueEmpty));
+        assert_eq!(q.get_nowait(), Err(TryGetError::Empty));
     }
 
     /// A cancelled putter whose slot passes to the next putter.
@@ -743,14 +830,14 @@ mod tests {
         ex.run_briefly();
         q.put_nowait(1).unwrap(); // promised to g
         assert_eq!(q.len(), 1);
-        assert_eq!(q.get_nowait(), Err(QueueEmpty));
+        assert_eq!(q.get_nowait(), Err(TryGetError::Empty));
         let newcomer = ex.spawn(q.get());
         ex.run_until_stalled();
-        assert_eq!(g.take(), 1);
+        assert_eq!(g.take(), Ok(1));
         assert!(!newcomer.is_done());
         q.put_nowait(2).unwrap();
         ex.run_until_stalled();
-        assert_eq!(newcomer.take(), 2);
+        assert_eq!(newcomer.take(), Ok(2));
     }
 
     /// asyncio `test_why_are_getters_waiting`.
@@ -761,13 +848,13 @@ mod tests {
         let (qp, qc) = (q.clone(), q.clone());
         let producer = ex.spawn(async move {
             for i in 0..5 {
-                qp.put(i).await;
+                qp.put(i).await.unwrap();
             }
         });
         let consumer = ex.spawn(async move {
             let mut got = Vec::new();
             for _ in 0..5 {
-                got.push(qc.get().await);
+                got.push(qc.get().await.unwrap());
             }
             got
         });
@@ -841,7 +928,7 @@ mod tests {
                 let (q, sum) = (q.clone(), sum.clone());
                 ex.spawn(async move {
                     loop {
-                        let item = q.get().await;
+                        let item = q.get().await.unwrap();
                         sum.set(sum.get() + item);
                         yield_now().await;
                         q.task_done();
@@ -895,7 +982,7 @@ mod tests {
                 let q = q.clone();
                 ex.spawn(async move {
                     for i in 0..200u32 {
-                        q.put((p, i)).await;
+                        q.put((p, i)).await.unwrap();
                         if i % 7 == 0 {
                             yield_now().await;
                         }
@@ -908,7 +995,7 @@ mod tests {
             ex.spawn(async move {
                 let mut next = [0u32; 3];
                 for _ in 0..600 {
-                    let (p, i) = q.get().await;
+                    let (p, i) = q.get().await.unwrap();
                     assert_eq!(i, next[p as usize], "producer {p} out of order");
                     next[p as usize] += 1;
                     assert!(q.len() <= 4);
@@ -920,5 +1007,212 @@ mod tests {
         assert!(producers.iter().all(|p| p.is_done()));
         assert_eq!(consumer.take(), [200, 200, 200]);
         assert!(q.is_empty());
+    }
+
+    /// Counts the drops of its items.
+    struct Counted(Rc<Cell<usize>>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+
+    /// asyncio 3.13 `test_shutdown_empty`: a shut-down empty queue refuses every
+    /// put (handing the item back) and every get.
+    #[test]
+    fn shutdown_empty_queue_refuses_puts_and_gets() {
+        let ex = Exec::new();
+        let q = Queue::bounded(1);
+        assert!(!q.is_shut_down());
+        q.shutdown(false);
+        assert!(q.is_shut_down());
+        let put = ex.spawn(q.put("data"));
+        let get = ex.spawn(q.get());
+        ex.run_briefly();
+        assert_eq!(put.take().unwrap_err().into_inner(), "data");
+        assert_eq!(get.take(), Err(QueueShutDown(())));
+        let err = q.put_nowait("data").unwrap_err();
+        assert!(err.is_shut_down() && !err.is_full());
+        assert_eq!(err.to_string(), "queue is shut down");
+        assert_eq!(err.into_inner(), "data");
+        assert_eq!(q.get_nowait(), Err(TryGetError::ShutDown));
+        assert_eq!(QueueShutDown(()).to_string(), "queue is shut down");
+    }
+
+    /// asyncio 3.13 `test_shutdown_nonempty`: after `shutdown(false)` the items left
+    /// are still got, then gets fail.
+    #[test]
+    fn shutdown_nonempty_queue_drains_then_refuses() {
+        let ex = Exec::new();
+        let q = Queue::new();
+        q.put_nowait(1).unwrap();
+        q.put_nowait(2).unwrap();
+        q.shutdown(false);
+        assert_eq!(q.put_nowait(3), Err(TryPutError::ShutDown(3)));
+        assert_eq!(q.get_nowait(), Ok(1));
+        let get = ex.spawn(q.get());
+        assert_eq!(ex.run_until_complete(&get), Ok(2));
+        assert_eq!(q.get_nowait(), Err(TryGetError::ShutDown));
+        let get = ex.spawn(q.get());
+        assert_eq!(ex.run_until_complete(&get), Err(QueueShutDown(())));
+    }
+
+    /// asyncio 3.13 `test_shutdown_immediate`: `shutdown(true)` drops the items left
+    /// (during the call) and every get fails.
+    #[test]
+    fn shutdown_immediate_drops_the_items_at_once() {
+        let ex = Exec::new();
+        let drops = Rc::new(Cell::new(0));
+        let q = Queue::new();
+        for _ in 0..3 {
+            q.put_nowait(Counted(drops.clone())).unwrap();
+        }
+        q.shutdown(true);
+        assert_eq!(drops.get(), 3, "dropped before shutdown returned");
+        assert!(q.is_empty());
+        assert!(matches!(q.get_nowait(), Err(TryGetError::ShutDown)));
+        let get = ex.spawn(q.get());
+        assert!(ex.run_until_complete(&get).is_err());
+    }
+
+    /// asyncio 3.13 `test_shutdown_immediate_with_unfinished`: each dropped item
+    /// counts as done; the items already got still need their `task_done()`.
+    #[test]
+    fn shutdown_immediate_marks_dropped_items_done() {
+        let ex = Exec::new();
+        let q = Queue::new();
+        q.put_nowait("data").unwrap();
+        q.put_nowait("data").unwrap();
+        assert_eq!(q.get_nowait(), Ok("data"));
+        let join = ex.spawn(q.join());
+        ex.run_briefly();
+        q.shutdown(true);
+        ex.run_until_stalled();
+        assert!(!join.is_done(), "the item got is not done yet");
+        q.task_done();
+        ex.run_until_stalled();
+        assert!(join.is_done());
+    }
+
+    /// asyncio 3.13 `test_shutdown_immediate_with_unfinished` (its end): with nothing
+    /// unfinished, `task_done()` still refuses.
+    #[test]
+    #[should_panic(expected = "task_done called more times than items were put")]
+    fn task_done_after_immediate_shutdown_underflows() {
+        let q = Queue::new();
+        q.put_nowait(1).unwrap();
+        q.shutdown(true);
+        q.task_done();
+    }
+
+    /// asyncio 3.13 `test_shutdown_putters` / `_test_shutdown_put` (bounded): a
+    /// putter waiting for a slot, and one already promised a slot, both wake and
+    /// fail with their items.
+    #[test]
+    fn shutdown_wakes_waiting_putters_with_their_items() {
+        let ex = Exec::new();
+        let q = Queue::bounded(1);
+        q.put_nowait(0).unwrap();
+        let p1 = ex.spawn(q.put(1));
+        let p2 = ex.spawn(q.put(2));
+        ex.run_briefly();
+        assert_eq!(putters(&q), 2);
+        assert_eq!(q.get_nowait(), Ok(0)); // the slot is promised to p1
+        q.shutdown(false);
+        ex.run_until_stalled();
+        assert_eq!(p1.take().unwrap_err().into_inner(), 1);
+        assert_eq!(p2.take().unwrap_err().into_inner(), 2);
+        assert_eq!(putters(&q), 0);
+        assert!(q.is_empty());
+    }
+
+    /// asyncio 3.13 `test_shutdown_getters` / `_test_shutdown_get`: getters waiting
+    /// on an empty queue wake and fail; one already promised an item gets it
+    /// (`shutdown(false)`).
+    #[test]
+    fn shutdown_wakes_waiting_getters() {
+        let ex = Exec::new();
+        let q = Queue::new();
+        let g1 = ex.spawn(q.get());
+        let g2 = ex.spawn(q.get());
+        let g3 = ex.spawn(q.get());
+        ex.run_briefly();
+        q.put_nowait('a').unwrap(); // promised to g1
+        q.shutdown(false);
+        ex.run_until_stalled();
+        assert_eq!(g1.take(), Ok('a'));
+        assert_eq!(g2.take(), Err(QueueShutDown(())));
+        assert_eq!(g3.take(), Err(QueueShutDown(())));
+        assert_eq!(getters(&q), 0);
+    }
+
+    /// `shutdown(true)` takes the promised item away too: the promised getter fails.
+    #[test]
+    fn shutdown_immediate_fails_a_promised_getter() {
+        let ex = Exec::new();
+        let q = Queue::new();
+        let g = ex.spawn(q.get());
+        ex.run_briefly();
+        q.put_nowait('a').unwrap(); // promised to g
+        q.shutdown(true);
+        ex.run_until_stalled();
+        assert_eq!(g.take(), Err(QueueShutDown(())));
+    }
+
+    /// A getter promised an item and then cancelled after `shutdown(false)` passes
+    /// the item on: a newcomer still gets it.
+    #[test]
+    fn cancelled_promised_getter_after_shutdown_loses_no_item() {
+        let ex = Exec::new();
+        let q = Queue::new();
+        let g = ex.spawn(q.get());
+        ex.run_briefly();
+        q.put_nowait('a').unwrap();
+        q.shutdown(false);
+        ex.cancel(g.id);
+        assert_eq!(q.get_nowait(), Ok('a'));
+        assert_eq!(q.get_nowait(), Err(TryGetError::ShutDown));
+    }
+
+    /// An item whose `Drop` panics: `shutdown(true)` still drops every other item,
+    /// leaves the queue usable, and then resumes the panic.
+    #[test]
+    fn shutdown_immediate_survives_a_panicking_drop() {
+        struct Bomb(Rc<Cell<usize>>, bool);
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() + 1);
+                if self.1 {
+                    panic!("bomb");
+                }
+            }
+        }
+        let drops = Rc::new(Cell::new(0));
+        let q = Queue::new();
+        for explode in [false, true, false, true] {
+            q.put_nowait(Bomb(drops.clone(), explode)).unwrap();
+        }
+        let panic = catch_unwind(AssertUnwindSafe(|| q.shutdown(true))).unwrap_err();
+        assert_eq!(panic.downcast_ref::<&str>(), Some(&"bomb"));
+        assert_eq!(drops.get(), 4);
+        assert!(q.is_empty() && q.is_shut_down());
+        assert!(matches!(q.get_nowait(), Err(TryGetError::ShutDown)));
+    }
+
+    /// An item whose `Drop` uses the queue: the queue is not borrowed then.
+    #[test]
+    fn shutdown_immediate_drops_items_with_the_queue_free() {
+        struct Peek(Queue<Peek>, Rc<Cell<usize>>);
+        impl Drop for Peek {
+            fn drop(&mut self) {
+                self.1.set(self.1.get() + self.0.len() + 1);
+            }
+        }
+        let seen = Rc::new(Cell::new(0));
+        let q = Queue::new();
+        q.put_nowait(Peek(q.clone(), seen.clone())).unwrap();
+        q.shutdown(true);
+        assert_eq!(seen.get(), 1, "dropped once, seeing an empty queue");
     }
 }
