@@ -13,6 +13,12 @@
 //! `recv_from`, and (feature `futures-io`, on by default) the `AsyncRead` /
 //! `AsyncWrite` traits of the ecosystem. [`readable`] and [`writable`] wait for any fd.
 //!
+//! **Streams**, asyncio's high-level API over the callbacks:
+//! [`Loop::open_connection`](crate::Loop::open_connection) and
+//! [`Loop::start_server`](crate::Loop::start_server) give a [`StreamReader`]
+//! (`read`, `readline`, `readuntil`, `readexactly`) and a [`StreamWriter`] (`write`,
+//! `drain`) per connection.
+//!
 //! Sockets the library owns are registered edge-triggered (read until `WouldBlock`,
 //! the mio way), with a budget per event so that one busy connection cannot starve the
 //! others; the level-triggered `add_reader` is for user callbacks. Host names are
@@ -69,6 +75,7 @@ mod ready;
 mod registration;
 mod server;
 mod stream_sock;
+mod streams;
 mod tcp;
 mod transport;
 mod udp;
@@ -80,6 +87,10 @@ pub(crate) use poll_io::PollIo;
 pub use protocol::{DatagramProtocol, Protocol};
 pub use ready::{FdReady, readable, writable};
 pub use server::{Server, ServerOptions, WaitClosed};
+pub use streams::{
+    DEFAULT_LIMIT, IncompleteReadError, LimitOverrunError, StreamOptions, StreamReader,
+    StreamWriter,
+};
 pub use tcp::{TcpListener, TcpStream};
 pub use transport::Transport;
 pub use udp::UdpSocket;
