@@ -38,7 +38,9 @@ struct Pair {
 type Accepted = Rc<RefCell<Vec<(StreamReader, StreamWriter)>>>;
 
 /// A server that hands its connections' reader and writer to `accepted`.
-fn handing_out(accepted: &Accepted) -> impl FnMut(StreamReader, StreamWriter) -> std::future::Ready<()> + use<> {
+fn handing_out(
+    accepted: &Accepted,
+) -> impl FnMut(StreamReader, StreamWriter) -> std::future::Ready<()> + use<> {
     let accepted = accepted.clone();
     move |r, w| {
         accepted.borrow_mut().push((r, w));
@@ -68,11 +70,7 @@ async fn pair_with(limit: usize) -> Pair {
         .unwrap()
         .unwrap();
     let addr = server.local_addrs()[0];
-    let (cr, cw) = lp
-        .open_connection_with(addr, opts)
-        .await
-        .unwrap()
-        .unwrap();
+    let (cr, cw) = lp.open_connection_with(addr, opts).await.unwrap().unwrap();
     until("the server's side", || !accepted.borrow().is_empty()).await;
     let (sr, sw) = accepted.borrow_mut().pop().unwrap();
     Pair {
@@ -138,17 +136,20 @@ fn open_connection_talks_to_start_server() {
         let served = Rc::new(Cell::new(0));
         let s = served.clone();
         let server = lp
-            .start_server("127.0.0.1:0", move |mut r: StreamReader, w: StreamWriter| {
-                let s = s.clone();
-                async move {
-                    let line = r.readline().await.unwrap();
-                    w.write(&line);
-                    w.drain().await.unwrap();
-                    w.close();
-                    w.wait_closed().await.unwrap();
-                    s.set(s.get() + 1);
-                }
-            })
+            .start_server(
+                "127.0.0.1:0",
+                move |mut r: StreamReader, w: StreamWriter| {
+                    let s = s.clone();
+                    async move {
+                        let line = r.readline().await.unwrap();
+                        w.write(&line);
+                        w.drain().await.unwrap();
+                        w.close();
+                        w.wait_closed().await.unwrap();
+                        s.set(s.get() + 1);
+                    }
+                },
+            )
             .await
             .unwrap()
             .unwrap();
@@ -473,7 +474,11 @@ fn readuntil_multi_byte_separators_across_chunks() {
             (&[b"XXX", b"a", b"a", b"a"], b"XXXaaa"),
         ];
         for (chunks, want) in cases {
-            let sep: &[u8] = if want.ends_with(b"AAA") { b"AAA" } else { b"aaa" };
+            let sep: &[u8] = if want.ends_with(b"AAA") {
+                b"AAA"
+            } else {
+                b"aaa"
+            };
             let w = p.sw;
             let chunks: Vec<Vec<u8>> = chunks.iter().map(|c| c.to_vec()).collect();
             let feeder = evloop::spawn(async move {
@@ -506,7 +511,11 @@ fn readuntil_at_eof_is_incomplete_read() {
         assert_eq!(inc.expected, None);
         assert!(e.to_string().contains("undefined expected bytes"), "{e}");
         assert!(p.cr.at_eof());
-        let inc = e.into_inner().unwrap().downcast::<IncompleteReadError>().unwrap();
+        let inc = e
+            .into_inner()
+            .unwrap()
+            .downcast::<IncompleteReadError>()
+            .unwrap();
         assert_eq!(inc.partial, b"some dataAA");
     });
 }
@@ -547,7 +556,10 @@ fn readexactly_waits_for_n_bytes() {
         let feeder = evloop::spawn(async move {
             send_then_eof(&w, &[DATA, DATA, DATA]).await;
         });
-        assert_eq!(p.cr.readexactly(2 * DATA.len()).await.unwrap(), [DATA, DATA].concat());
+        assert_eq!(
+            p.cr.readexactly(2 * DATA.len()).await.unwrap(),
+            [DATA, DATA].concat()
+        );
         feeder.await.unwrap();
         assert_eq!(rest(&mut p.cr).await, DATA);
     });
@@ -566,7 +578,10 @@ fn readexactly_at_eof_is_incomplete_read() {
         let inc = incomplete(&e);
         assert_eq!(inc.partial, DATA);
         assert_eq!(inc.expected, Some(36));
-        assert_eq!(e.to_string(), "18 bytes read on a total of 36 expected bytes");
+        assert_eq!(
+            e.to_string(),
+            "18 bytes read on a total of 36 expected bytes"
+        );
         feeder.await.unwrap();
         assert!(p.cr.at_eof());
         assert_eq!(p.cr.read(10).await.unwrap(), b"");
@@ -610,8 +625,14 @@ fn a_reset_fails_reads_and_wakes_the_waiting_one() {
         ] {
             assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
         }
-        assert_eq!(w.drain().await.unwrap_err().kind(), ErrorKind::ConnectionReset);
-        assert_eq!(w.wait_closed().await.unwrap_err().kind(), ErrorKind::ConnectionReset);
+        assert_eq!(
+            w.drain().await.unwrap_err().kind(),
+            ErrorKind::ConnectionReset
+        );
+        assert_eq!(
+            w.wait_closed().await.unwrap_err().kind(),
+            ErrorKind::ConnectionReset
+        );
         server.close();
     });
 }
@@ -624,10 +645,26 @@ fn a_cancelled_read_loses_nothing() {
     run(|| async {
         let mut p = pair().await;
         p.sw.write(b"par");
-        assert!(timeout(Duration::from_millis(20), p.cr.readline()).await.is_err());
-        assert!(timeout(Duration::from_millis(20), p.cr.readexactly(10)).await.is_err());
-        assert!(timeout(Duration::from_millis(20), p.cr.readuntil(b"XY")).await.is_err());
-        assert!(timeout(Duration::from_millis(20), p.cr.read_to_end()).await.is_err());
+        assert!(
+            timeout(Duration::from_millis(20), p.cr.readline())
+                .await
+                .is_err()
+        );
+        assert!(
+            timeout(Duration::from_millis(20), p.cr.readexactly(10))
+                .await
+                .is_err()
+        );
+        assert!(
+            timeout(Duration::from_millis(20), p.cr.readuntil(b"XY"))
+                .await
+                .is_err()
+        );
+        assert!(
+            timeout(Duration::from_millis(20), p.cr.read_to_end())
+                .await
+                .is_err()
+        );
         p.sw.write(b"tial\n");
         assert_eq!(p.cr.readline().await.unwrap(), b"partial\n");
         p.sw.transport().abort();
@@ -680,14 +717,20 @@ fn drain_waits_while_writing_is_paused() {
     run(|| async {
         let p = pair().await;
         p.cw.write(b"small");
-        assert!(matches!(poll_once(pin!(p.cw.drain()).as_mut()), Poll::Ready(Ok(()))));
+        assert!(matches!(
+            poll_once(pin!(p.cw.drain()).as_mut()),
+            Poll::Ready(Ok(()))
+        ));
         let data = payload(8 << 20);
         p.cw.write(&data);
         assert!(p.cw.transport().is_writing_paused());
         let mut drain = pin!(p.cw.drain());
         assert!(poll_once(drain.as_mut()).is_pending());
         sleep(Duration::from_millis(20)).await;
-        assert!(poll_once(drain.as_mut()).is_pending(), "nobody reads: still paused");
+        assert!(
+            poll_once(drain.as_mut()).is_pending(),
+            "nobody reads: still paused"
+        );
         let got = Rc::new(RefCell::new(Vec::new()));
         let g = got.clone();
         let mut sr = p.sr;
@@ -784,7 +827,10 @@ fn close_then_wait_closed() {
         p.cw.write(b"bye\n");
         p.cw.close();
         assert!(p.cw.is_closing());
-        timeout(PATIENCE, p.cw.wait_closed()).await.unwrap().unwrap();
+        timeout(PATIENCE, p.cw.wait_closed())
+            .await
+            .unwrap()
+            .unwrap();
         p.cw.wait_closed().await.unwrap(); // again: at once
         let e = p.cw.drain().await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
@@ -823,7 +869,10 @@ fn dropping_both_handles_closes_the_connection() {
         assert_eq!(p.sr.readline().await.unwrap(), b"still read\n");
         drop(p.sr);
         assert_eq!(p.cr.read(10).await.unwrap(), b"", "both gone: EOF");
-        assert!(!p.cw.is_closing(), "EOF keeps the connection open for writing");
+        assert!(
+            !p.cw.is_closing(),
+            "EOF keeps the connection open for writing"
+        );
         p.cw.close();
         p.cw.wait_closed().await.unwrap();
     });
@@ -849,30 +898,41 @@ fn a_panicking_client_future_is_reported_and_closed() {
     block_on(&lp, async {
         let lp = Loop::current().unwrap();
         let server = lp
-            .start_server("127.0.0.1:0", move |mut r: StreamReader, w: StreamWriter| {
-                token.hold();
-                async move {
-                    let line = r.readline().await.unwrap();
-                    if line == b"panic\n" {
-                        panic!("client handler failed");
+            .start_server(
+                "127.0.0.1:0",
+                move |mut r: StreamReader, w: StreamWriter| {
+                    token.hold();
+                    async move {
+                        let line = r.readline().await.unwrap();
+                        if line == b"panic\n" {
+                            panic!("client handler failed");
+                        }
+                        w.write(&line);
+                        w.drain().await.unwrap();
                     }
-                    w.write(&line);
-                    w.drain().await.unwrap();
-                }
-            })
+                },
+            )
             .await
             .unwrap()
             .unwrap();
         let addr = server.local_addrs()[0];
         let (mut r, w) = lp.open_connection(addr).await.unwrap().unwrap();
         w.write(b"panic\n");
-        assert_eq!(r.read_to_end().await.unwrap(), b"", "closed after the panic");
+        assert_eq!(
+            r.read_to_end().await.unwrap(),
+            b"",
+            "closed after the panic"
+        );
         let (mut r, w) = lp.open_connection(addr).await.unwrap().unwrap();
         w.write(b"fine\n");
         assert_eq!(r.readline().await.unwrap(), b"fine\n");
         assert_eq!(drops.dropped(), 0);
         server.close();
-        assert_eq!(drops.dropped(), 1, "the callback goes with the closed server");
+        assert_eq!(
+            drops.dropped(),
+            1,
+            "the callback goes with the closed server"
+        );
     });
     let reports = reports.borrow();
     assert_eq!(reports.len(), 1, "{reports:?}");
@@ -893,15 +953,18 @@ fn closing_the_loop_ends_open_stream_connections() {
     block_on(&lp, async {
         let lp = Loop::current().unwrap();
         let server = lp
-            .start_server("127.0.0.1:0", move |mut r: StreamReader, w: StreamWriter| {
-                token.hold();
-                let t = d.token();
-                async move {
-                    let _t = t;
-                    let _ = r.read_to_end().await;
-                    drop(w);
-                }
-            })
+            .start_server(
+                "127.0.0.1:0",
+                move |mut r: StreamReader, w: StreamWriter| {
+                    token.hold();
+                    let t = d.token();
+                    async move {
+                        let _t = t;
+                        let _ = r.read_to_end().await;
+                        drop(w);
+                    }
+                },
+            )
             .await
             .unwrap()
             .unwrap();
@@ -922,5 +985,9 @@ fn closing_the_loop_ends_open_stream_connections() {
     }
     drop(kept);
     assert_eq!(drops.made(), 4);
-    assert_eq!(drops.dropped(), 4, "three client futures and the callback, once each");
+    assert_eq!(
+        drops.dropped(),
+        4,
+        "three client futures and the callback, once each"
+    );
 }

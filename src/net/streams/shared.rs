@@ -342,7 +342,10 @@ where
 
     fn resume_writing(&mut self) {
         let mut wakeups = Wakeups::default();
-        self.shared.drain_waiters.borrow_mut().notify_all(&mut wakeups);
+        self.shared
+            .drain_waiters
+            .borrow_mut()
+            .notify_all(&mut wakeups);
     }
 }
 
