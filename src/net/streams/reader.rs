@@ -65,16 +65,17 @@ impl StreamReader {
     ///
     /// # Errors
     /// The connection's error, if it ended with one.
-    pub async fn read(&mut self, n: usize) -> io::Result<Vec<u8>> {
-        self.shared.check_error()?;
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        if self.shared.pending() == 0 && !self.shared.eof() {
-            self.wait_for_data().await?;
-        }
-        let n = n.min(self.shared.pending());
-        Ok(self.shared.consume(n, &self.transport))
+    pub fn read(&mut self, n: usize) -> impl Future<Output = io::Result<Vec<u8>>> + '_ {
+        self.reading(move |s, t| {
+            if s.failed() {
+                return Step::Done(s.check_error().map(|()| Vec::new()));
+            }
+            let pending = s.pending();
+            if n == 0 || pending > 0 || s.eof() {
+                return Step::Done(Ok(s.consume(n.min(pending), t)));
+            }
+            Step::Wait(1)
+        })
     }
 
     /// Reads until EOF and returns everything (asyncio's `read(-1)`). The buffer is
@@ -82,21 +83,16 @@ impl StreamReader {
     ///
     /// # Errors
     /// The connection's error, if it ended with one; the bytes buffered stay there.
-    pub async fn read_to_end(&mut self) -> io::Result<Vec<u8>> {
-        struct Unbounded(Rc<Shared>);
-        impl Drop for Unbounded {
-            fn drop(&mut self) {
-                self.0.set_unbounded(false);
+    pub fn read_to_end(&mut self) -> impl Future<Output = io::Result<Vec<u8>>> + '_ {
+        self.reading(|s, t| {
+            if s.failed() {
+                return Step::Done(s.check_error().map(|()| Vec::new()));
             }
-        }
-        self.shared.check_error()?;
-        self.shared.set_unbounded(true);
-        let _unbounded = Unbounded(self.shared.clone());
-        while !self.shared.eof() {
-            self.wait_for_data().await?;
-        }
-        let n = self.shared.pending();
-        Ok(self.shared.consume(n, &self.transport))
+            if s.eof() {
+                return Step::Done(Ok(s.consume(s.pending(), t)));
+            }
+            Step::Wait(usize::MAX) // only EOF (or an error) completes it
+        })
     }
 
     /// Reads one line, `\n` included. At EOF, the last line without its `\n`, or
@@ -162,22 +158,27 @@ impl StreamReader {
     ///   comes first: `partial` holds the bytes that were there, and the buffer is
     ///   empty.
     /// - The connection's error, if it ended with one.
-    pub async fn readexactly(&mut self, n: usize) -> io::Result<Vec<u8>> {
-        self.shared.check_error()?;
-        while self.shared.pending() < n {
-            if self.shared.eof() {
-                let partial = self.shared.consume(self.shared.pending(), &self.transport);
-                return Err(io::Error::new(
+    pub fn readexactly(&mut self, n: usize) -> impl Future<Output = io::Result<Vec<u8>>> + '_ {
+        self.reading(move |s, t| {
+            if s.failed() {
+                return Step::Done(s.check_error().map(|()| Vec::new()));
+            }
+            let pending = s.pending();
+            if pending >= n {
+                return Step::Done(Ok(s.consume(n, t)));
+            }
+            if s.eof() {
+                let partial = s.consume(pending, t);
+                return Step::Done(Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     IncompleteReadError {
                         partial,
                         expected: Some(n),
                     },
-                ));
+                )));
             }
-            self.wait_for_data().await?;
-        }
-        Ok(self.shared.consume(n, &self.transport))
+            Step::Wait(n)
+        })
     }
 
     /// Whether the buffer is empty and EOF was received: true only once everything
@@ -192,54 +193,90 @@ impl StreamReader {
     }
 
     /// asyncio's `readuntil`, without its error types.
-    async fn until(&mut self, sep: &[u8]) -> Result<Vec<u8>, Until> {
-        if sep.is_empty() {
-            return Err(Until::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "readuntil: the separator must not be empty",
-            )));
-        }
-        self.shared.check_error().map_err(Until::Io)?;
+    fn until<'a>(&'a mut self, sep: &'a [u8]) -> impl Future<Output = Result<Vec<u8>, Until>> + 'a {
         let limit = self.shared.limit;
         // No separator starts before `offset`.
         let mut offset = 0;
-        let isep = loop {
-            let (buflen, found) = self
-                .shared
-                .with_pending(|b| (b.len(), find(b, sep, offset)));
-            if let Some(i) = found {
-                break i;
+        self.reading(move |s, t| {
+            if sep.is_empty() {
+                return Step::Done(Err(Until::Io(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "readuntil: the separator must not be empty",
+                ))));
+            }
+            if let Err(e) = s.check_error() {
+                return Step::Done(Err(Until::Io(e)));
+            }
+            let (buflen, found) = s.with_pending(|b| (b.len(), find(b, sep, offset)));
+            if let Some(isep) = found {
+                if isep > limit {
+                    return Step::Done(Err(Until::Overrun(LimitOverrunError::new(isep, true))));
+                }
+                return Step::Done(Ok(s.consume(isep + sep.len(), t)));
             }
             if buflen >= offset + sep.len() {
                 // A separator may still start in the last `sep.len() - 1` bytes.
                 offset = buflen + 1 - sep.len();
                 if offset > limit {
-                    return Err(Until::Overrun(LimitOverrunError::new(offset, false)));
+                    return Step::Done(Err(Until::Overrun(LimitOverrunError::new(offset, false))));
                 }
             }
             // Checked after the buffer: the last chunk may have completed it.
-            if self.shared.eof() {
-                let n = self.shared.pending();
-                return Err(Until::Incomplete(self.shared.consume(n, &self.transport)));
+            if s.eof() {
+                return Step::Done(Err(Until::Incomplete(s.consume(buflen, t))));
             }
-            self.wait_for_data().await.map_err(Until::Io)?;
-        };
-        if isep > limit {
-            return Err(Until::Overrun(LimitOverrunError::new(isep, true)));
-        }
-        Ok(self.shared.consume(isep + sep.len(), &self.transport))
+            Step::Wait(buflen + 1)
+        })
     }
 
-    /// Waits until more bytes, EOF or the connection's error arrive (resuming a
-    /// paused transport first, which could otherwise never bring them).
-    async fn wait_for_data(&mut self) -> io::Result<()> {
-        self.shared.resume_for_wait(&self.transport);
-        DataWait {
-            shared: &self.shared,
-            seen: self.shared.pending(),
+    /// A read: `step` runs at every poll until it is `Done`; `Wait(n)` waits until
+    /// `n` bytes are buffered (or EOF, or an error), resuming a paused transport
+    /// first, which could otherwise never bring them.
+    fn reading<T, F>(&mut self, step: F) -> Reading<'_, F>
+    where
+        F: FnMut(&Shared, &Transport) -> Step<T> + Unpin,
+    {
+        Reading { reader: self, step }
+    }
+}
+
+/// What one poll of a read found.
+enum Step<T> {
+    Done(T),
+    /// Not yet: wake the read once this many bytes are buffered.
+    Wait(usize),
+}
+
+/// The future of every read (see `StreamReader::reading`). Only it parks a waker in
+/// the reader, and it takes it back when dropped.
+struct Reading<'a, F> {
+    reader: &'a mut StreamReader,
+    step: F,
+}
+
+impl<T, F> Future for Reading<'_, F>
+where
+    F: FnMut(&Shared, &Transport) -> Step<T> + Unpin,
+{
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let this = self.get_mut();
+        let (shared, transport) = (&*this.reader.shared, &this.reader.transport);
+        match (this.step)(shared, transport) {
+            Step::Done(out) => Poll::Ready(out),
+            Step::Wait(wants) => {
+                shared.resume_for_wait(transport);
+                shared.register_reader(cx.waker(), wants);
+                Poll::Pending
+            }
         }
-        .await;
-        self.shared.check_error()
+    }
+}
+
+impl<F> Drop for Reading<'_, F> {
+    fn drop(&mut self) {
+        self.reader.shared.unregister_reader();
     }
 }
 
@@ -252,31 +289,6 @@ fn find(buf: &[u8], sep: &[u8], from: usize) -> Option<usize> {
         hay.windows(sep.len()).position(|w| w == sep)
     };
     at.map(|i| i + from)
-}
-
-/// Waits until the buffer holds more than `seen` bytes, or EOF or an error.
-struct DataWait<'a> {
-    shared: &'a Shared,
-    seen: usize,
-}
-
-impl Future for DataWait<'_> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let s = self.shared;
-        if s.pending() != self.seen || s.eof() || s.lost() {
-            return Poll::Ready(());
-        }
-        s.register_reader(cx.waker());
-        Poll::Pending
-    }
-}
-
-impl Drop for DataWait<'_> {
-    fn drop(&mut self) {
-        self.shared.unregister_reader();
-    }
 }
 
 impl Drop for StreamReader {

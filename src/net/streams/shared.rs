@@ -32,15 +32,20 @@ pub(super) struct Shared {
     /// The connection ended with this error (asyncio's `set_exception`): every read
     /// fails with it from then on.
     error: RefCell<Option<io::Error>>,
+    /// `error` is `Some` (checked first by every read, without a borrow).
+    failed: Cell<bool>,
     /// `connection_lost` ran.
     lost: Cell<bool>,
     /// We paused the transport's reading (buffer over `2 * limit`).
     paused: Cell<bool>,
-    /// A `read_to_end` is waiting: it takes everything, so the buffer is not paused.
-    unbounded: Cell<bool>,
     /// The waker of the read waiting for data (there is at most one: reads take
     /// `&mut StreamReader`, and a reader is not `Clone`).
     reader_waker: Cell<Option<Waker>>,
+    /// How many bytes the waiting read needs buffered before it can complete (0: no
+    /// read waits). Data that leaves the buffer below this does not wake it (EOF
+    /// and errors always do), and does not pause reading either: the read would
+    /// only resume it.
+    reader_wants: Cell<usize>,
     /// The `StreamReader` is alive; once it is gone, data received is dropped.
     reader_alive: Cell<bool>,
     /// How many of the reader and the writer are alive; the last one closes.
@@ -59,10 +64,11 @@ impl Shared {
             start: Cell::new(0),
             eof: Cell::new(false),
             error: RefCell::new(None),
+            failed: Cell::new(false),
             lost: Cell::new(false),
             paused: Cell::new(false),
-            unbounded: Cell::new(false),
             reader_waker: Cell::new(None),
+            reader_wants: Cell::new(0),
             reader_alive: Cell::new(true),
             handles: Cell::new(2),
             drain_waiters: RefCell::new(WaitQueue::default()),
@@ -71,30 +77,43 @@ impl Shared {
     }
 
     /// Bytes buffered and not yet read.
+    #[inline]
     pub(super) fn pending(&self) -> usize {
         self.buf.borrow().len() - self.start.get()
     }
 
+    #[inline]
     pub(super) fn eof(&self) -> bool {
         self.eof.get()
     }
 
+    #[inline]
     pub(super) fn lost(&self) -> bool {
         self.lost.get()
+    }
+
+    /// Whether the connection ended with an error.
+    #[inline]
+    pub(super) fn failed(&self) -> bool {
+        self.failed.get()
     }
 
     /// The error the connection ended with, as a fresh `io::Error` (one for each
     /// caller, as asyncio raises the same exception again).
     pub(super) fn error(&self) -> Option<io::Error> {
+        if !self.failed.get() {
+            return None;
+        }
         self.error.borrow().as_ref().map(copy_error)
     }
 
     /// `Err` with the connection's error, if it ended with one.
+    #[inline]
     pub(super) fn check_error(&self) -> io::Result<()> {
-        match self.error() {
-            Some(e) => Err(e),
-            None => Ok(()),
+        if !self.failed.get() {
+            return Ok(());
         }
+        Err(self.error().expect("failed: an error is stored"))
     }
 
     /// Runs `f` on the pending bytes.
@@ -110,8 +129,10 @@ impl Shared {
             let mut buf = self.buf.borrow_mut();
             let start = self.start.get();
             debug_assert!(n <= buf.len() - start);
-            if start == 0 && n == buf.len() && buf.capacity() <= 2 * n.max(4096) {
-                // All of it, and not much spare capacity to hand out: no copy.
+            if n >= TAKE_WHOLE && start == 0 && n == buf.len() && buf.capacity() <= 2 * n {
+                // All of a large buffer, without much spare capacity to hand out:
+                // no copy (the next chunk starts a new buffer). Small reads copy,
+                // so that the buffer keeps its capacity.
                 std::mem::take(&mut *buf)
             } else {
                 let out = buf[start..start + n].to_vec();
@@ -159,14 +180,11 @@ impl Shared {
         }
     }
 
-    /// `read_to_end` is waiting (or no longer is): it takes everything, so the
-    /// buffer is not held at twice the limit meanwhile.
-    pub(super) fn set_unbounded(&self, on: bool) {
-        self.unbounded.set(on);
-    }
-
-    /// Parks the reader's waker until data, EOF or an error arrives.
-    pub(super) fn register_reader(&self, waker: &Waker) {
+    /// Parks the reader's waker until `wants` bytes are buffered, or EOF or an
+    /// error arrives.
+    #[inline]
+    pub(super) fn register_reader(&self, waker: &Waker, wants: usize) {
+        self.reader_wants.set(wants);
         let old = self.reader_waker.take();
         let new = match old {
             Some(w) if w.will_wake(waker) => w,
@@ -179,11 +197,16 @@ impl Shared {
     }
 
     /// Lets go of a parked reader waker (its future is gone).
+    #[inline]
     pub(super) fn unregister_reader(&self) {
-        drop(self.reader_waker.take());
+        self.reader_wants.set(0);
+        if let Some(w) = self.reader_waker.take() {
+            drop(w);
+        }
     }
 
     fn wake_reader(&self) {
+        self.reader_wants.set(0);
         if let Some(w) = self.reader_waker.take() {
             w.wake();
         }
@@ -198,15 +221,18 @@ impl Shared {
             buf.extend_from_slice(data);
             buf.len() - self.start.get()
         };
+        let wants = self.reader_wants.get();
         if len > 2 * self.limit
             && !self.paused.get()
-            && !self.unbounded.get()
+            && wants <= len
             && let Some(t) = transport
         {
             t.pause_reading();
             self.paused.set(true);
         }
-        self.wake_reader();
+        if wants != 0 && len >= wants {
+            self.wake_reader();
+        }
     }
 
     fn feed_eof(&self) {
@@ -232,6 +258,10 @@ impl Shared {
         }
     }
 }
+
+/// The least a read must take for the reader to hand over its whole buffer rather
+/// than copy out of it.
+const TAKE_WHOLE: usize = 32 * 1024;
 
 /// A copy of `e`: the same OS error, or the same kind and message.
 pub(super) fn copy_error(e: &io::Error) -> io::Error {
@@ -330,7 +360,10 @@ where
         shared.lost.set(true);
         match error {
             None => shared.eof.set(true),
-            Some(e) => *shared.error.borrow_mut() = Some(e),
+            Some(e) => {
+                *shared.error.borrow_mut() = Some(e);
+                shared.failed.set(true);
+            }
         }
         shared.wake_reader();
         let mut wakeups = Wakeups::default();

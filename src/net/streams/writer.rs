@@ -1,11 +1,15 @@
 //! `StreamWriter`: the writing half of a stream connection (asyncio's).
 
 use std::fmt;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use super::shared::{Shared, WaitUntil, lost_error};
 use crate::net::Transport;
+use crate::waiters::Wakeups;
 
 /// The writing half of a connection from [`Loop::open_connection`](crate::Loop::open_connection)
 /// or [`Loop::start_server`](crate::Loop::start_server): asyncio's `StreamWriter`, a
@@ -73,29 +77,12 @@ impl StreamWriter {
     ///   also when it ends while this waits. A closing connection is given one loop
     ///   iteration to finish first, as asyncio's `drain` does, so that a
     ///   `write(); drain()` loop sees the end.
-    pub async fn drain(&self) -> io::Result<()> {
-        let shared = &*self.shared;
-        shared.check_error()?;
-        if self.transport.is_closing() && !shared.lost() {
-            crate::yield_now().await; // let `connection_lost` run
-        }
-        if shared.lost() {
-            return Err(lost_error(shared));
-        }
-        if !self.transport.is_writing_paused() {
-            return Ok(());
-        }
-        let transport = &self.transport;
-        WaitUntil {
-            queue: &shared.drain_waiters,
-            done: || shared.lost() || !transport.is_writing_paused(),
+    pub fn drain(&self) -> impl Future<Output = io::Result<()>> + '_ {
+        Drain {
+            writer: self,
+            yielded: false,
             key: None,
         }
-        .await;
-        if shared.lost() {
-            return Err(lost_error(shared));
-        }
-        Ok(())
     }
 
     /// Closes the writing side once the buffer is flushed (the peer reads EOF); the
@@ -140,6 +127,73 @@ impl StreamWriter {
     /// The transport underneath: addresses, write-buffer limits, `abort`.
     pub fn transport(&self) -> &Transport {
         &self.transport
+    }
+}
+
+/// The future of [`StreamWriter::drain`].
+struct Drain<'a> {
+    writer: &'a StreamWriter,
+    /// The connection was closing: we gave `connection_lost` a loop iteration.
+    yielded: bool,
+    /// Our entry in the drain waiters while we wait; only we remove it.
+    key: Option<usize>,
+}
+
+impl Future for Drain<'_> {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let (shared, transport) = (&*this.writer.shared, &this.writer.transport);
+        if shared.failed() {
+            return Poll::Ready(Err(lost_error(shared)));
+        }
+        if transport.is_closing() && !shared.lost() && !this.yielded {
+            // Let `connection_lost` run first (asyncio's `sleep(0)` in `drain`).
+            this.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let done = if shared.lost() {
+            Some(Err(lost_error(shared)))
+        } else if !transport.is_writing_paused() {
+            Some(Ok(()))
+        } else {
+            None
+        };
+        if let Some(r) = done {
+            if let Some(key) = this.key.take() {
+                let mut wakeups = Wakeups::default();
+                shared.drain_waiters.borrow_mut().remove(key, &mut wakeups);
+            }
+            return Poll::Ready(r);
+        }
+        // Declared before the borrow: wakers are dropped after it ends.
+        let mut wakeups = Wakeups::default();
+        let mut queue = shared.drain_waiters.borrow_mut();
+        match this.key {
+            Some(key) if !queue.is_notified(key) => queue.register(key, cx.waker(), &mut wakeups),
+            stale => {
+                if let Some(key) = stale {
+                    queue.remove(key, &mut wakeups);
+                }
+                this.key = Some(queue.push(cx.waker()));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Drain<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let mut wakeups = Wakeups::default();
+            self.writer
+                .shared
+                .drain_waiters
+                .borrow_mut()
+                .remove(key, &mut wakeups);
+        }
     }
 }
 
