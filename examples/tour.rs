@@ -665,8 +665,9 @@ impl log::Log for TourLogger {
     fn flush(&self) {}
 }
 
-/// 18. Streams, asyncio's high-level network API: `start_server` calls back with a
-/// `StreamReader` and a `StreamWriter` per connection; `open_connection` gives a pair.
+/// Section 18: streams, asyncio's high-level network API. `start_server` calls
+/// back with a `StreamReader` and a `StreamWriter` per connection; `open_connection`
+/// gives a pair.
 fn streams() -> Result {
     heading(18, "streams: start_server and open_connection");
     let lp = Loop::new()?;

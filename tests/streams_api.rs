@@ -687,7 +687,7 @@ fn reading_pauses_at_twice_the_limit() {
         assert!(!t.is_reading(), "stays paused while nobody reads");
         // Read down to the limit: reading resumes.
         let mut got = Vec::new();
-        while t.is_reading() == false && got.len() < data.len() {
+        while !t.is_reading() && got.len() < data.len() {
             got.extend(p.cr.read(512).await.unwrap());
         }
         assert!(t.is_reading());
