@@ -11,7 +11,7 @@ use super::shared::Shared;
 use super::{IncompleteReadError, LimitOverrunError};
 use crate::net::Transport;
 
-/// The reading half of a connection from [`Loop::open_connection`] or
+/// The reading half of a connection from [`Loop::open_connection`](crate::Loop::open_connection) or
 /// [`Loop::start_server`](crate::Loop::start_server): asyncio's `StreamReader`.
 ///
 /// Received bytes wait in the reader's buffer until a read takes them. Every read
