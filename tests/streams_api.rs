@@ -991,3 +991,43 @@ fn closing_the_loop_ends_open_stream_connections() {
         "three client futures and the callback, once each"
     );
 }
+
+/// A read or a drain dropped while it waits (a timeout, a cancelled task) takes its
+/// waker with it: nothing keeps a gone task's waker.
+#[test]
+fn dropped_waiting_reads_and_drains_release_their_wakers() {
+    use std::sync::Arc;
+    use std::task::Wake;
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    run(|| async {
+        let mut p = pair().await;
+        let counted = Arc::new(Noop);
+        let waker = Waker::from(counted.clone());
+        let mut cx = Context::from_waker(&waker);
+        {
+            let mut read = pin!(p.cr.readexactly(10));
+            assert!(read.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(Arc::strong_count(&counted), 3, "the read parked a clone");
+        }
+        assert_eq!(
+            Arc::strong_count(&counted),
+            2,
+            "dropping the read released it"
+        );
+        p.cw.write(&payload(8 << 20));
+        {
+            let mut drain = pin!(p.cw.drain());
+            assert!(drain.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(Arc::strong_count(&counted), 3, "the drain parked a clone");
+        }
+        assert_eq!(
+            Arc::strong_count(&counted),
+            2,
+            "dropping the drain released it"
+        );
+        p.cw.transport().abort();
+    });
+}
