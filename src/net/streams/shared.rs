@@ -174,6 +174,7 @@ impl Shared {
 
     /// Before waiting for data: a paused transport would never bring it (a
     /// `readexactly(n)` with `n` over twice the limit), so resume it.
+    #[inline]
     pub(super) fn resume_for_wait(&self, transport: &Transport) {
         if self.paused.replace(false) {
             transport.resume_reading();
