@@ -6,6 +6,8 @@
 #   benches/net_echo.sh                       # ~1.7 min: 3 rounds, 1 s warm-up + 3 s each
 #   ROUNDS=3 DURATION=5 benches/net_echo.sh
 #   SERVERS="echo_protocol peer_tokio_echo" benches/net_echo.sh
+#   MODE=streams benches/net_echo.sh          # the streams API against the protocol path
+#   MODE=streams CALLGRIND=1 benches/net_echo.sh   # ... plus instructions per request
 #
 # Workloads, each against every server:
 # - `64 B x 50`: 50 connections, each sending 64 bytes and waiting for their echo
@@ -17,6 +19,15 @@
 #   sets the pace).
 # - `64 KiB x 10`: 10 connections, 64 KiB messages. Reported: echoed MB/s (10^6
 #   bytes/s, one direction) and the server's CPU time per message.
+#
+# `MODE=streams` measures the streams API (`echo_streams_api`: `echo_streams
+# --start-server --exactly SIZE`, i.e. `start_server` + `readexactly` / `write` +
+# `drain`) beside the protocol path (`echo_protocol`) and prints the ratio of their
+# server CPU per request (the issue's bound: streams at most 1.2x the protocol
+# path). With `CALLGRIND=1` it also counts the user-space instructions each server
+# executes per 64-byte round trip under valgrind's callgrind (a server's run minus
+# its idle start-up, divided by the round trips served): a figure the load of a
+# shared machine does not move.
 #
 # `benches/http_wrk.sh` is the HTTP counterpart (wrk against `http_hello` and tokio).
 #
@@ -33,7 +44,14 @@ cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"
 WARMUP="${WARMUP:-1}"
 DURATION="${DURATION:-3}"
-SERVERS="${SERVERS:-echo_protocol echo_streams peer_tokio_echo peer_calloop_echo}"
+MODE="${MODE:-all}"
+if [ "$MODE" = streams ]; then
+    SERVERS="${SERVERS:-echo_protocol echo_streams_api}"
+else
+    SERVERS="${SERVERS:-echo_protocol echo_streams peer_tokio_echo peer_calloop_echo}"
+fi
+CALLGRIND="${CALLGRIND:-0}"
+CG_DURATION="${CG_DURATION:-10}"
 # The issue's targets, in ns of server CPU per 64-byte round trip, and the tokio
 # number measured beside them (to scale the targets to this machine).
 TARGET_PROTOCOL=2800
@@ -49,8 +67,20 @@ else
     echo "note: fewer than 2 cores or no taskset: server and client are not pinned" >&2
 fi
 
+# server_cmd NAME SIZE: the example and arguments of server NAME for SIZE-byte
+# messages.
+server_cmd() {
+    case "$1" in
+        echo_streams_api) echo "echo_streams 127.0.0.1:0 --start-server --exactly $2" ;;
+        *) echo "$1 127.0.0.1:0" ;;
+    esac
+}
+
 examples=(--example bench_echo_client)
-for s in $SERVERS; do examples+=(--example "$s"); done
+for s in $SERVERS; do
+    read -r ex _ <<<"$(server_cmd "$s" 64)"
+    examples+=(--example "$ex")
+done
 cargo build --quiet --release "${examples[@]}"
 bin=target/release/examples
 
@@ -68,33 +98,65 @@ trap cleanup EXIT
 # field KEY LINE: the value of KEY=value in LINE.
 field() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"; }
 
-# run_server NAME ROUND: starts NAME, runs both workloads, appends to $RESULTS.
-run_server() {
-    local name="$1" round="$2" out addr line workload conns size
+# start_server NAME SIZE [WRAPPER...]: starts server NAME (under WRAPPER, e.g.
+# valgrind), sets SERVER_PID and ADDR.
+start_server() {
+    local name="$1" size="$2" out cmd
+    shift 2
     out="$(mktemp)"
-    "${PIN_SERVER[@]}" "$bin/$name" 127.0.0.1:0 >"$out" 2>/dev/null &
+    read -r -a cmd <<<"$(server_cmd "$name" "$size")"
+    cmd[0]="$bin/${cmd[0]}"
+    "$@" "${cmd[@]}" >"$out" 2>/dev/null &
     SERVER_PID=$!
-    addr=
-    for _ in $(seq 100); do
-        addr="$(sed -n 's/^listening on //p' "$out")"
-        [ -n "$addr" ] && break
+    ADDR=
+    for _ in $(seq 1200); do
+        ADDR="$(sed -n 's/^listening on //p' "$out")"
+        [ -n "$ADDR" ] && break
         sleep 0.05
     done
     rm -f "$out"
-    if [ -z "$addr" ]; then
+    if [ -z "$ADDR" ]; then
         echo "$name did not print its address" >&2
         exit 1
     fi
+}
+
+stop_server() {
+    kill -"${1:-TERM}" "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+}
+
+# run_server NAME ROUND: runs both workloads against NAME (started afresh for each,
+# as a server may be told the message size), appends to $RESULTS.
+run_server() {
+    local name="$1" round="$2" line workload conns size
     for workload in "50 64" "10 65536"; do
         read -r conns size <<<"$workload"
-        line="$("${PIN_CLIENT[@]}" "$bin/bench_echo_client" "$addr" --conns "$conns" --size "$size" \
+        start_server "$name" "$size" "${PIN_SERVER[@]}"
+        line="$("${PIN_CLIENT[@]}" "$bin/bench_echo_client" "$ADDR" --conns "$conns" --size "$size" \
             --warmup "$WARMUP" --duration "$DURATION" --server-pid "$SERVER_PID")"
         echo "round $round $name: $line" >&2
         echo "$name $line" >>"$RESULTS"
+        stop_server
     done
-    kill "$SERVER_PID"
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
+}
+
+# callgrind_total NAME SECONDS: instructions server NAME executes under callgrind,
+# serving the 64 B x 50 workload for SECONDS (0: none, start-up only); prints
+# "INSTRUCTIONS REQUESTS".
+callgrind_total() {
+    local name="$1" secs="$2" cg requests=0 line
+    cg="$(mktemp)"
+    start_server "$name" 64 "${PIN_SERVER[@]}" valgrind --tool=callgrind --callgrind-out-file="$cg"
+    if [ "$secs" != 0 ]; then
+        line="$("${PIN_CLIENT[@]}" "$bin/bench_echo_client" "$ADDR" --conns 50 --size 64 \
+            --warmup 0 --duration "$secs")"
+        requests="$(field requests "$line")"
+    fi
+    stop_server TERM # callgrind writes its counts when the process ends, by a signal too
+    echo "$(sed -n 's/^summary: //p' "$cg") $requests"
+    rm -f "$cg"
 }
 
 echo "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $ROUNDS rounds of" \
@@ -125,6 +187,38 @@ for s in $SERVERS; do
         "$(field server_cpu_pct "$a")" "$(field client_cpu_pct "$a")" "$(field noise_pct "$a")" \
         "$(field mbps "$b")" "$(field server_cpu_ns_per_req "$b")" "$(field noise_pct "$b")"
 done
+
+# The streams API against the protocol path.
+if [ "$MODE" = streams ] && grep -q "^echo_protocol " "$RESULTS" && grep -q "^echo_streams_api " "$RESULTS"; then
+    p="$(pick echo_protocol 64)"
+    q="$(pick echo_streams_api 64)"
+    p64k="$(pick echo_protocol 65536)"
+    q64k="$(pick echo_streams_api 65536)"
+    echo
+    echo "Streams API (start_server + readexactly / write + drain) vs the protocol path, server CPU per request:"
+    echo
+    awk -v pn="$(field server_cpu_ns_per_req "$p")" -v qn="$(field server_cpu_ns_per_req "$q")" \
+        -v pu="$(field server_user_ns_per_req "$p")" -v qu="$(field server_user_ns_per_req "$q")" \
+        -v pk="$(field server_cpu_ns_per_req "$p64k")" -v qk="$(field server_cpu_ns_per_req "$q64k")" 'BEGIN {
+        printf "- 64 B x 50: %d ns vs %d ns = %.2fx (target <= 1.2x: %s); user space %d vs %d ns = %.2fx\n", qn, pn, qn / pn, (qn <= 1.2 * pn ? "met" : "NOT met"), qu, pu, (pu > 0 ? qu / pu : 0)
+        printf "- 64 KiB x 10: %d ns vs %d ns per message = %.2fx\n", qk, pk, qk / pk
+    }'
+    if [ "$CALLGRIND" = 1 ]; then
+        echo
+        echo "Instructions per 64 B round trip under callgrind (user space; ${CG_DURATION} s run minus idle start-up):"
+        echo
+        for s in echo_protocol echo_streams_api; do
+            read -r base _ <<<"$(callgrind_total "$s" 0)"
+            read -r total reqs <<<"$(callgrind_total "$s" "$CG_DURATION")"
+            echo "$s $base $total $reqs" >&2
+            eval "ir_$s=\$(( (total - base) / reqs ))"
+            echo "- $s: $(( (total - base) / reqs )) instructions/request ($reqs requests)"
+        done
+        awk -v p="$ir_echo_protocol" -v q="$ir_echo_streams_api" 'BEGIN {
+            printf "- ratio streams / protocol: %.2fx (target <= 1.2x: %s)\n", q / p, (q <= 1.2 * p ? "met" : "NOT met")
+        }'
+    fi
+fi
 
 # Verdict against the issue's targets, when tokio was measured.
 if grep -q "^peer_tokio_echo " "$RESULTS"; then

@@ -7,7 +7,8 @@
 //! Each section builds a fresh [`Loop`], schedules a little work, runs it and prints
 //! what happened. Sections 1–10 are the callback core; 11–15 the layers on top of it
 //! (tasks, promises, timeouts, task groups, the executor, `Remote::spawn`, queues);
-//! 16 is `close()`, 17 signal handlers.
+//! 16 is `close()`, 17 signal handlers, 18 the streams API (`start_server`,
+//! `open_connection`).
 //! The whole tour takes well under a second.
 
 use std::cell::Cell;
@@ -50,6 +51,7 @@ fn main() -> Result {
     queue()?;
     closing()?;
     signals()?;
+    streams()?;
 
     println!("\ntour finished in {:.1?}", started.elapsed());
     Ok(())
@@ -662,4 +664,57 @@ impl log::Log for TourLogger {
     }
 
     fn flush(&self) {}
+}
+
+/// Section 18: streams, asyncio's high-level network API. `start_server` calls
+/// back with a `StreamReader` and a `StreamWriter` per connection; `open_connection`
+/// gives a pair.
+fn streams() -> Result {
+    heading(18, "streams: start_server and open_connection");
+    let lp = Loop::new()?;
+    lp.run_until_complete(async {
+        let lp = Loop::current().expect("inside run_until_complete");
+        // An upper-casing line server: readline, write, drain (flow control).
+        let server = lp
+            .start_server("127.0.0.1:0", |mut reader: evloop::net::StreamReader, writer: evloop::net::StreamWriter| async move {
+                while let Ok(line) = reader.readline().await {
+                    if line.is_empty() {
+                        break; // EOF
+                    }
+                    writer.write(&line.to_ascii_uppercase());
+                    if writer.drain().await.is_err() {
+                        break;
+                    }
+                }
+                // Returning drops the reader and the writer: the connection closes.
+            })
+            .await??;
+        let addr = server.local_addrs()[0];
+        let (mut reader, writer) = lp.open_connection(addr).await??;
+        writer.writelines([&b"hello\n"[..], b"streams\n"]);
+        writer.drain().await?;
+        let first = reader.readline().await?;
+        let second = reader.readexactly(8).await?;
+        println!(
+            "  readline() -> {:?}, readexactly(8) -> {:?}",
+            String::from_utf8_lossy(&first),
+            String::from_utf8_lossy(&second)
+        );
+        writer.write(b"no newline");
+        writer.write_eof();
+        let e = reader.readexactly(100).await.expect_err("EOF comes first");
+        let partial = e
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<evloop::net::IncompleteReadError>())
+            .map(|e| String::from_utf8_lossy(&e.partial).into_owned());
+        println!("  readexactly(100) at EOF -> Err({e}), partial {partial:?}");
+        println!("  at_eof() = {}", reader.at_eof());
+        writer.close();
+        writer.wait_closed().await?;
+        server.close();
+        server.wait_closed().await;
+        println!("  server closed, its last connection gone");
+        Ok::<(), Box<dyn StdError>>(())
+    })??;
+    Ok(())
 }

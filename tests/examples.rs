@@ -98,6 +98,9 @@ fn tour_runs_every_section() {
         "== 16. close()",
         "(closure of a reader dropped)",
         "run_forever() -> Err(the event loop is closed)",
+        "== 18. streams",
+        "readline() -> \"HELLO\\n\", readexactly(8) -> \"STREAMS\\n\"",
+        "partial Some(\"NO NEWLINE\")",
         "tour finished in",
     ] {
         assert_has(&stdout, line);

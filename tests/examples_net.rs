@@ -3,7 +3,9 @@
 //! (several at once, megabytes each, sending and receiving concurrently), falling
 //! back to `nc` or, without either, a std client thread; `http_hello` by `curl`
 //! (two requests on one kept-alive connection, `Connection: close`, `HEAD`) and by a
-//! raw socket (pipelining, a request split across writes, a malformed request).
+//! raw socket (pipelining, a request split across writes, a malformed request);
+//! `echo_streams --start-server` like the echo servers; `chat` by several python3
+//! client processes.
 //!
 //! `curl` is required: without it the HTTP test fails and says so (`.ci/run`
 //! installs it).
@@ -20,15 +22,15 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// How long the example may take to print its address: it may be compiled first.
 const STARTUP: Duration = Duration::from_secs(300);
 
-/// `cargo run --quiet --example NAME -- 127.0.0.1:0`, in this test's profile.
-fn cargo_run(name: &str) -> Command {
+/// `cargo run --quiet --example NAME -- 127.0.0.1:0 ARGS...`, in this test's profile.
+fn cargo_run(name: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["run", "--quiet", "--example", name]);
     if !cfg!(debug_assertions) {
         cmd.arg("--release");
     }
-    cmd.args(["--", "127.0.0.1:0"]);
+    cmd.args(["--", "127.0.0.1:0"]).args(args);
     cmd
 }
 
@@ -41,7 +43,11 @@ struct Example {
 
 impl Example {
     fn start(name: &'static str) -> Example {
-        let mut child = cargo_run(name)
+        Example::start_with(name, &[])
+    }
+
+    fn start_with(name: &'static str, args: &[&str]) -> Example {
+        let mut child = cargo_run(name, args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -235,7 +241,11 @@ impl EchoClient {
 }
 
 fn check_echo_example(name: &'static str) {
-    let mut ex = Example::start(name);
+    check_echo_example_with(name, &[]);
+}
+
+fn check_echo_example_with(name: &'static str, args: &[&str]) {
+    let mut ex = Example::start_with(name, args);
     // Three clients at once, megabytes each, plus a small one.
     let clients: Vec<EchoClient> = [3 << 20, 1 << 20, 5 << 20, 10]
         .into_iter()
@@ -380,4 +390,152 @@ fn http_hello_example_serves_curl_and_raw_clients() {
         assert_eq!(&body, b"Hello, World!");
     }
     ex.assert_running();
+}
+
+/// One chat client (`examples/chat.rs`): says its name, prints `joined`, waits for a
+/// line on stdin, sends COUNT lines, reads until it has every other client's COUNT
+/// lines (skipping `* ...` notices), half-closes, reads to EOF and prints what it got,
+/// sorted, then `done N`.
+const PY_CHAT_CLIENT: &str = r#"
+import socket, sys
+host, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+others, count = int(sys.argv[4]), int(sys.argv[5])
+s = socket.create_connection((host, port), timeout=30)
+f = s.makefile("rb")
+assert f.readline() == b"name?\n"
+s.sendall(name.encode() + b"\n")
+welcome = f.readline()
+assert welcome.startswith(b"welcome " + name.encode() + b", "), welcome
+print("joined", flush=True)
+sys.stdin.readline()
+for k in range(count):
+    s.sendall(("hello from %s #%d\n" % (name, k)).encode())
+got = []
+while len(got) < others * count:
+    line = f.readline()
+    if not line:
+        break
+    if not line.startswith(b"* "):
+        got.append(line.decode().rstrip("\n"))
+s.shutdown(socket.SHUT_WR)
+while f.readline():
+    pass
+for g in sorted(got):
+    print(g)
+print("done %d" % len(got))
+"#;
+
+/// Reads lines from `stdout` on a thread, so a test can wait for one with a deadline.
+fn line_reader(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// `examples/chat.rs` with several python3 client processes: every line reaches
+/// every other client, with its sender's name; a line over the limit is refused
+/// and the client goes on; a client that leaves is announced.
+#[test]
+fn chat_example_broadcasts_between_python_clients() {
+    assert!(
+        have("python3"),
+        "the chat example is tested with python3 clients: install python3"
+    );
+    let mut ex = Example::start("chat");
+    let names = ["ann", "bob", "cy"];
+    const COUNT: usize = 20;
+    let mut clients: Vec<(Child, mpsc::Receiver<String>)> = names
+        .iter()
+        .map(|name| {
+            let mut child = Command::new("python3")
+                .args(["-c", PY_CHAT_CLIENT, &ex.addr.ip().to_string()])
+                .arg(ex.addr.port().to_string())
+                .args([
+                    name.to_string(),
+                    (names.len() - 1).to_string(),
+                    COUNT.to_string(),
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("python3");
+            let lines = line_reader(child.stdout.take().unwrap());
+            (child, lines)
+        })
+        .collect();
+    for (child, lines) in &mut clients {
+        let first = lines.recv_timeout(PATIENCE);
+        if first.as_deref() != Ok("joined") {
+            let _ = child.kill();
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("a chat client did not join: {first:?}; stderr: {err}");
+        }
+    }
+    // Everyone is in: go.
+    for (child, _) in &mut clients {
+        child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    }
+    for ((child, lines), name) in clients.into_iter().zip(names) {
+        let status = wait_output(child, "a chat client").status;
+        let got: Vec<String> = lines.iter().collect(); // until EOF: the process is gone
+        assert!(status.success(), "{name}: {status}: {got:?}");
+        let mut want: Vec<String> = names
+            .iter()
+            .filter(|&&other| other != name)
+            .flat_map(|other| (0..COUNT).map(move |k| format!("{other}: hello from {other} #{k}")))
+            .collect();
+        want.sort();
+        want.push(format!("done {}", want.len()));
+        assert_eq!(got, want, "what {name} received");
+    }
+
+    // A line over the 64 KiB limit is refused; the next one goes through; leaving
+    // is announced.
+    let connect = |name: &str| {
+        let s = TcpStream::connect(ex.addr).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert_eq!(line, "name?\n");
+        (&s).write_all(format!("{name}\n").as_bytes()).unwrap();
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert!(line.starts_with(&format!("welcome {name}, ")), "{line}");
+        (s, r)
+    };
+    let next_line = |r: &mut BufReader<TcpStream>| {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        line
+    };
+    let (watcher, mut watcher_r) = connect("watcher");
+    let (talker, mut talker_r) = connect("talker");
+    assert_eq!(next_line(&mut watcher_r), "* talker joined\n");
+    let mut long = vec![b'x'; 100_000];
+    long.push(b'\n');
+    (&talker).write_all(&long).unwrap();
+    assert_eq!(next_line(&mut talker_r), "* line too long\n");
+    (&talker).write_all(b"after the long one\n").unwrap();
+    assert_eq!(next_line(&mut watcher_r), "talker: after the long one\n");
+    drop(talker_r);
+    talker.shutdown(Shutdown::Both).unwrap();
+    drop(talker);
+    assert_eq!(next_line(&mut watcher_r), "* talker left\n");
+    drop(watcher);
+    ex.assert_running();
+}
+
+#[test]
+fn echo_streams_start_server_example_echoes_for_real_clients() {
+    check_echo_example_with("echo_streams", &["--start-server"]);
 }

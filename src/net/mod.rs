@@ -51,6 +51,12 @@
 //! wait for ever. A socket the loop owns (a transport's) is refused with
 //! `AlreadyExists` once a call would wait.
 //!
+//! **Streams**, asyncio's high-level API over the callbacks:
+//! [`Loop::open_connection`](crate::Loop::open_connection) and
+//! [`Loop::start_server`](crate::Loop::start_server) give a [`StreamReader`]
+//! (`read`, `readline`, `readuntil`, `readexactly`) and a [`StreamWriter`] (`write`,
+//! `drain`) per connection.
+//!
 //! Sockets the library owns are registered edge-triggered (read until `WouldBlock`,
 //! the mio way), with a budget per event so that one busy connection cannot starve the
 //! others; the level-triggered `add_reader` is for user callbacks. Host names are
@@ -137,6 +143,7 @@ mod registration;
 mod server;
 mod sock;
 mod stream_sock;
+mod streams;
 mod tcp;
 mod transport;
 mod udp;
@@ -150,6 +157,10 @@ pub(crate) use poll_io::PollIo;
 pub use protocol::{DatagramProtocol, Protocol};
 pub use ready::{FdReady, readable, writable};
 pub use server::{ServeForever, Server, ServerOptions, WaitClosed};
+pub use streams::{
+    DEFAULT_LIMIT, IncompleteReadError, LimitOverrunError, StreamOptions, StreamReader,
+    StreamWriter,
+};
 pub use tcp::{TcpListener, TcpStream};
 pub use transport::Transport;
 pub use udp::UdpSocket;
