@@ -40,7 +40,9 @@ fn tokio_main<F: Future>(body: F) -> F::Output {
 /// Drives `lp` from tokio until `done()` holds: the clear-readiness idiom on the fd,
 /// nothing else. Returns how many `run_once` calls it took.
 async fn drive(lp: &Loop, done: impl Fn() -> bool) -> io::Result<usize> {
-    let afd = AsyncFd::with_interest(lp.as_raw_fd(), Interest::READABLE)?;
+    // SAFETY: the fd is `lp`'s epoll fd, which stays open as long as the loop exists
+    // (closing the loop keeps it), and `lp` is borrowed for the whole life of `afd`.
+    let afd = unsafe { AsyncFd::register_with_interest(lp.as_raw_fd(), Interest::READABLE)? };
     let mut iterations = 0;
     while !done() {
         let mut guard = afd.readable().await?;
@@ -216,4 +218,25 @@ fn sockets_are_served() {
         back.len(),
         expected.len()
     );
+}
+
+#[path = "util/example.rs"]
+mod example;
+
+/// The example itself, as a process: everything it sets up is served, and it exits.
+#[test]
+fn example_embed_in_tokio_serves_everything_and_exits() {
+    let (stdout, _) = example::run_example("embed_in_tokio");
+    for line in [
+        "evloop timer fired",
+        "threadsafe call 1",
+        "threadsafe call 3",
+        "tokio client got \"hello through evloop\"",
+        "evloop echo server: client left",
+        "reader call 1: read \"abcd\"",
+        "reader call 4: read \"mnop\"",
+        "all served",
+    ] {
+        example::assert_has(&stdout, line);
+    }
 }
