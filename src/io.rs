@@ -136,6 +136,10 @@ pub(crate) struct Io {
     timerfd: OwnedFd,
     /// The deadline the timerfd is armed for, if any.
     armed: Option<u64>,
+    /// The last poll may have left events on the epoll's ready list that nobody
+    /// watching the epoll fd from outside has been told about; see
+    /// [`Io::ready_unannounced`].
+    unannounced: bool,
 }
 
 impl Io {
@@ -170,6 +174,7 @@ impl Io {
             next_generation: 1,
             timerfd,
             armed: None,
+            unannounced: false,
         };
         Ok((io, waker))
     }
@@ -367,7 +372,10 @@ impl Io {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(out),
             Err(e) => return Err(e),
         }
+        let mut taken = 0;
+        let mut level = false;
         for ev in self.events.iter() {
+            taken += 1;
             let token = ev.token();
             if token == WAKER {
                 out.woken = true;
@@ -406,6 +414,7 @@ impl Io {
                     write: false,
                 });
                 out.queued += 1;
+                level = true;
             }
             if let Some(w) = &reg.writer
                 && (ev.is_writable() || hup_or_err)
@@ -416,9 +425,41 @@ impl Io {
                     write: true,
                 });
                 out.queued += 1;
+                level = true;
             }
         }
+        // The kernel put every level-triggered entry it reported back on its ready
+        // list, and a full buffer left the rest there: an outside watcher of our fd
+        // hears of neither.
+        self.unannounced = level || taken == self.events.capacity();
         Ok(out)
+    }
+
+    /// Whether the epoll still holds ready events that an edge-triggered watcher of
+    /// [`Io::raw_fd`] (a host's `AsyncFd`) was never told about, so that the loop must
+    /// make a fresh edge before control goes back to the host. Forgets the question
+    /// until the next poll asks it again.
+    ///
+    /// An epoll fd gives its own watchers a new edge only when a new event arrives.
+    /// A level-triggered fd the last poll reported (a reader that left data unread, a
+    /// writer still writable) is put back on the ready list without one. Only then
+    /// does this cost a syscall: one `poll(2)` of the epoll fd, which checks each
+    /// entry on that list and is readable only if one of them really is still ready.
+    pub(crate) fn ready_unannounced(&mut self) -> bool {
+        if !std::mem::take(&mut self.unannounced) {
+            return false;
+        }
+        let mut pfd = libc::pollfd {
+            fd: self.poll.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is a valid pollfd array of length 1 for the whole call, which
+        // does not block (timeout 0).
+        let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
+        // Readable, or the check failed (EINTR, ENOMEM): a spurious wake is harmless,
+        // a missed one stalls the host.
+        rc != 0
     }
 
     /// Registers a library-owned source (whose descriptor is `fd`), edge-triggered,

@@ -312,3 +312,185 @@ fn a_host_loop_drives_timers_io_and_threadsafe_calls() {
     let _a = sender.join().unwrap();
     assert_eq!(done.get(), 2);
 }
+
+/// An edge-triggered watcher of an fd, as a host such as tokio keeps one: an epoll
+/// of its own holding the fd with `EPOLLET`. `edge` reports whether a new edge came
+/// within `timeout`, consuming it.
+struct EdgeWatcher {
+    epfd: std::os::fd::OwnedFd,
+}
+
+impl EdgeWatcher {
+    fn new(fd: std::os::fd::RawFd) -> EdgeWatcher {
+        use std::os::fd::FromRawFd;
+        // SAFETY: epoll_create1 has no memory preconditions; the result is checked.
+        let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        assert!(
+            epfd >= 0,
+            "epoll_create1: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: `epfd` is a fresh descriptor nothing else owns.
+        let epfd = unsafe { std::os::fd::OwnedFd::from_raw_fd(epfd) };
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+            u64: 0,
+        };
+        // SAFETY: `ev` is a valid epoll_event for the whole call.
+        let rc = unsafe { libc::epoll_ctl(epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        assert_eq!(rc, 0, "epoll_ctl: {}", std::io::Error::last_os_error());
+        EdgeWatcher { epfd }
+    }
+
+    fn edge(&self, timeout: Duration) -> bool {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        loop {
+            // SAFETY: `ev` is a valid buffer of one epoll_event for the whole call.
+            let rc = unsafe { libc::epoll_wait(self.epfd.as_raw_fd(), &mut ev, 1, ms) };
+            if rc < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            assert!(rc >= 0, "epoll_wait: {}", std::io::Error::last_os_error());
+            return rc == 1;
+        }
+    }
+
+    /// Consumes the edges that came already, as a host does before it runs the loop.
+    fn drain(&self) {
+        while self.edge(Duration::ZERO) {}
+    }
+}
+
+/// The edge-triggered host's view of a `call_soon` made while the loop is idle.
+#[test]
+fn edge_after_call_soon_while_idle() {
+    let lp = Loop::new().unwrap();
+    let watcher = EdgeWatcher::new(lp.as_raw_fd());
+    lp.run_once(ZERO).unwrap();
+    watcher.drain();
+    let ran = Counter::new();
+    let r = ran.clone();
+    lp.call_soon(move |_| r.inc());
+    assert!(
+        watcher.edge(GENEROUS),
+        "no edge for a callback scheduled while idle"
+    );
+    lp.run_once(ZERO).unwrap();
+    assert_eq!(ran.get(), 1);
+}
+
+/// A callback that schedules another leaves work pending when `run_once` returns.
+#[test]
+fn edge_after_a_run_once_that_left_a_callback_ready() {
+    let lp = Loop::new().unwrap();
+    let watcher = EdgeWatcher::new(lp.as_raw_fd());
+    let ran = Counter::new();
+    let r = ran.clone();
+    lp.call_soon(move |lp| {
+        lp.call_soon(move |_| r.inc());
+    });
+    watcher.drain();
+    lp.run_once(ZERO).unwrap();
+    assert_eq!(ran.get(), 0);
+    assert!(
+        watcher.edge(GENEROUS),
+        "no edge for the callback left ready"
+    );
+    lp.run_once(ZERO).unwrap();
+    assert_eq!(ran.get(), 1);
+}
+
+#[test]
+fn edge_when_a_timer_becomes_due() {
+    let lp = Loop::new().unwrap();
+    let watcher = EdgeWatcher::new(lp.as_raw_fd());
+    let ran = Counter::new();
+    let r = ran.clone();
+    lp.call_soon(move |lp| {
+        lp.call_later(Duration::from_millis(30), move |_| r.inc());
+    });
+    let start = Instant::now();
+    lp.run_once(ZERO).unwrap();
+    watcher.drain();
+    assert!(watcher.edge(GENEROUS), "no edge for a due timer");
+    assert!(
+        start.elapsed() >= Duration::from_millis(30),
+        "{:?}",
+        start.elapsed()
+    );
+    lp.run_once(ZERO).unwrap();
+    assert_eq!(ran.get(), 1);
+}
+
+#[test]
+fn edge_after_a_threadsafe_call() {
+    let lp = Loop::new().unwrap();
+    let watcher = EdgeWatcher::new(lp.as_raw_fd());
+    lp.run_once(ZERO).unwrap();
+    watcher.drain();
+    let remote = lp.remote();
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let r = ran.clone();
+    let sender = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(20));
+        remote
+            .call_soon_threadsafe(move |_| r.store(true, std::sync::atomic::Ordering::SeqCst))
+            .unwrap();
+    });
+    assert!(watcher.edge(GENEROUS), "no edge for a threadsafe call");
+    sender.join().unwrap();
+    lp.run_once(ZERO).unwrap();
+    assert!(ran.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+/// The case: a reader that reads one byte per call. After each `run_once`
+/// its fd is still readable (level-triggered, it is due again), and the host must
+/// hear so with a fresh edge; once the data is all read, no edge comes: the loop
+/// wakes its host only when work is pending.
+#[test]
+fn edge_after_a_run_once_that_left_a_readers_data_unread() {
+    let lp = Loop::new().unwrap();
+    let watcher = EdgeWatcher::new(lp.as_raw_fd());
+    let (a, b) = socketpair();
+    let got = Counter::new();
+    let g = got.clone();
+    lp.add_reader(b.as_raw_fd(), move |_| {
+        assert_eq!(util::recv(&b, 1).expect("readable").len(), 1);
+        g.inc();
+    })
+    .unwrap();
+    send(&a, b"abc");
+    for n in 1..=3 {
+        assert!(watcher.edge(GENEROUS), "no edge before read {n}");
+        watcher.drain();
+        lp.run_once(ZERO).unwrap();
+        assert_eq!(got.get(), n);
+    }
+    assert!(
+        !watcher.edge(Duration::from_millis(100)),
+        "an edge with nothing left to read"
+    );
+    send(&a, b"d");
+    assert!(watcher.edge(GENEROUS), "no edge for new data");
+    lp.run_once(ZERO).unwrap();
+    assert_eq!(got.get(), 4);
+}
+
+/// A writer whose fd stays writable is due every iteration: an edge after each.
+#[test]
+fn edge_after_each_run_once_while_a_writer_stays_writable() {
+    let lp = Loop::new().unwrap();
+    let watcher = EdgeWatcher::new(lp.as_raw_fd());
+    let (a, _b) = socketpair();
+    let calls = Counter::new();
+    let c = calls.clone();
+    lp.add_writer(a.as_raw_fd(), move |_| c.inc()).unwrap();
+    for n in 1..=3 {
+        assert!(watcher.edge(GENEROUS), "no edge before call {n}");
+        watcher.drain();
+        lp.run_once(ZERO).unwrap();
+        assert_eq!(calls.get(), n);
+    }
+    lp.remove_writer(a.as_raw_fd());
+}

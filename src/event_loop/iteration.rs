@@ -76,7 +76,13 @@ impl Loop {
             return;
         }
         let asleep = inner.shared.prepare_sleep();
-        if !asleep || !inner.ready.borrow().is_empty() || inner.stopping.get() {
+        if !asleep
+            || !inner.ready.borrow().is_empty()
+            || inner.stopping.get()
+            // Edge safety: a level-triggered fd left ready (data left unread) would
+            // give an edge-triggered host no new edge; the wake write below makes one.
+            || inner.io.borrow_mut().ready_unannounced()
+        {
             inner.shared.force_wake();
         }
         self.arm_timerfd();
