@@ -82,12 +82,14 @@ mod signal;
 mod source;
 mod stats;
 pub mod sync;
+mod sync_shim;
 mod task;
 mod task_group;
 pub mod test;
 mod time;
 mod timers;
 mod waiters;
+mod wake_state;
 
 pub use clock::Clock;
 pub use errors::{Cancelled, Error, ErrorContext, InvalidState};

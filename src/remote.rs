@@ -2,17 +2,18 @@
 //!
 //! Threadsafe calls are pushed onto mutex-guarded `Vec`s (a few shards, one per
 //! producer thread), which the loop swaps out whole once per iteration (one lock per
-//! shard and batch on its side; a lock and a push on a producer's). A `pending` flag lets the loop see that calls are waiting without
-//! taking the lock. A loop blocked in poll is woken through a `mio::Waker` (an
-//! eventfd). Wake-ups are coalesced by the `state` flag: producers wake the loop only
-//! when it has announced that it is about to sleep, and only the first of them does;
-//! a burst of N calls costs at most one syscall, and calls made while the loop is
-//! busy cost none.
+//! shard and batch on its side; a lock and a push on a producer's). A loop blocked in
+//! poll is woken through a `mio::Waker` (an eventfd), when
+//! [`WakeState`](crate::wake_state) says so: a `pending` flag lets the loop see that
+//! calls are waiting without taking the locks, and producers wake the loop only when
+//! it has announced that it is about to sleep, and only the first of them does; a
+//! burst of N calls costs at most one syscall, and calls made while the loop is busy
+//! cost none.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering, fence};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
 use parking_lot::Mutex;
@@ -25,6 +26,7 @@ use crate::event_loop::local_loop;
 use crate::handle::RemoteHandle;
 use crate::ready::{Entry, Packed};
 use crate::remote_wakes::RemoteWakes;
+use crate::wake_state::WakeState;
 
 /// Work sent to the loop from any thread.
 pub(crate) trait RemoteCall: Send + Sync {
@@ -193,15 +195,6 @@ pub(crate) fn loop_by_id(id: u16) -> Option<Arc<Shared>> {
     loops.get(usize::from(id))?.as_ref()?.upgrade()
 }
 
-/// The loop is running callbacks or polling without blocking: it will look at the
-/// queue before it sleeps, so producers need not wake it.
-const AWAKE: u8 = 0;
-/// The loop is blocked in poll, or has returned control to its host: the next
-/// producer must wake it.
-const SLEEPING: u8 = 1;
-/// A producer has woken the sleeping loop; later producers need not.
-const NOTIFIED: u8 = 2;
-
 /// The part of a loop that other threads hold.
 pub(crate) struct Shared {
     /// The queue, in shards: each producer thread always pushes to the same one (so
@@ -210,12 +203,9 @@ pub(crate) struct Shared {
     shards: [Shard; SHARDS],
     /// Spent call cells, for reuse (at most `POOL_MAX`).
     pool: Mutex<Vec<Arc<CallCell>>>,
-    /// Set by a producer after it pushed; cleared by the loop before it drains. The
-    /// loop reads it without the lock to learn whether anything waits.
-    pending: AtomicBool,
+    /// Whether calls wait, and whether a producer must wake the loop.
+    wake: WakeState,
     waker: mio::Waker,
-    /// `AWAKE`, `SLEEPING` or `NOTIFIED`; see the constants.
-    state: AtomicU8,
     closed: AtomicBool,
     /// Which tasks have a wake from another thread queued: one entry per task.
     wakes: RemoteWakes,
@@ -253,9 +243,8 @@ impl Shared {
                 }))
             }),
             pool: Mutex::new(Vec::new()),
-            pending: AtomicBool::new(false),
+            wake: WakeState::new(),
             waker,
-            state: AtomicU8::new(SLEEPING),
             closed: AtomicBool::new(false),
             wakes: RemoteWakes::new(),
         })
@@ -271,12 +260,8 @@ impl Shared {
             }
             q.calls.push(call);
         }
-        // If `pending` is already set, whoever set it (after the loop last cleared it)
-        // has made sure the loop will look: our call is in the same batch. Only the
-        // producer that sets it runs the wake-up protocol. Reading first keeps the
-        // flag's cache line shared while the loop is busy.
-        if !self.pending.load(Ordering::Acquire) && !self.pending.swap(true, Ordering::AcqRel) {
-            self.notify();
+        if self.wake.pushed() {
+            self.force_wake();
         }
         Ok(())
     }
@@ -326,18 +311,17 @@ impl Shared {
 
     /// Loop side: whether calls are waiting.
     pub(crate) fn has_pending(&self) -> bool {
-        self.pending.load(Ordering::Acquire)
+        self.wake.has_pending()
     }
 
     /// Loop side: moves the waiting calls into `into` (which must be empty; its
     /// buffer is swapped in, so that the queue keeps a warm one). Returns the largest
     /// capacity a shard is left with, or `None` if nothing was waiting.
     pub(crate) fn drain(&self, into: &mut Vec<Queued>) -> Option<usize> {
-        if !self.pending.load(Ordering::Acquire) {
+        // Clears `pending` before the swaps: a push after them sets it again.
+        if !self.wake.begin_drain() {
             return None;
         }
-        // Cleared before the swaps: a push after them sets it again.
-        self.pending.store(false, Ordering::Release);
         let mut largest = 0;
         for shard in &self.shards {
             let mut q = shard.0.lock();
@@ -412,21 +396,6 @@ impl Shared {
         (shards, self.pool.lock().len())
     }
 
-    /// Producer side, after queueing: wake the loop if it sleeps and nobody has yet.
-    pub(crate) fn notify(&self) {
-        // Pairs with the fence in `prepare_sleep`: either the loop sees `pending`
-        // when it re-checks, or we see its SLEEPING.
-        fence(Ordering::SeqCst);
-        if self.state.load(Ordering::Relaxed) == SLEEPING
-            && self
-                .state
-                .compare_exchange(SLEEPING, NOTIFIED, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.force_wake();
-        }
-    }
-
     /// Wakes the loop (or makes its fd readable) whatever its state.
     pub(crate) fn force_wake(&self) {
         if let Err(e) = self.waker.wake() {
@@ -437,19 +406,12 @@ impl Shared {
     /// Loop side, before blocking or returning to the host. Returns false if calls
     /// are already queued (then the loop must not block).
     pub(crate) fn prepare_sleep(&self) -> bool {
-        self.state.store(SLEEPING, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if self.pending.load(Ordering::SeqCst) {
-            self.state.store(AWAKE, Ordering::Relaxed);
-            false
-        } else {
-            true
-        }
+        self.wake.prepare_sleep()
     }
 
     /// Loop side: it runs again and will drain the queue before sleeping.
     pub(crate) fn awake(&self) {
-        self.state.store(AWAKE, Ordering::Relaxed);
+        self.wake.awake();
     }
 
     pub(crate) fn is_closed(&self) -> bool {
