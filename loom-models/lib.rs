@@ -15,5 +15,8 @@
 #[path = "../src/sync_shim.rs"]
 mod sync_shim;
 
+#[path = "../src/call_cell.rs"]
+mod call_cell;
+
 #[path = "../src/wake_state.rs"]
 mod wake_state;

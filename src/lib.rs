@@ -62,6 +62,7 @@
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("evloop supports 64-bit Linux only");
 
+mod call_cell;
 mod callback;
 mod capacity;
 mod clock;

@@ -19,6 +19,7 @@ use std::sync::{Arc, RwLock, Weak};
 use parking_lot::Mutex;
 
 use crate::Loop;
+use crate::call_cell;
 use crate::callback::SendCallback;
 use crate::capacity::shrink_target;
 use crate::errors::Error;
@@ -65,7 +66,7 @@ impl Queued {
             Some(Kind::Call(cell)) => {
                 cell.run(lp);
                 // No handle left: nobody can see the cell again, so it is reused.
-                if Arc::strong_count(&cell) == 1 {
+                if call_cell::reusable(&cell) {
                     lp.recycle_cell(cell);
                 }
             }
@@ -90,56 +91,25 @@ impl Drop for Queued {
 /// [`RemoteHandle`]. Cells carry no type parameter, so that the loop can hand a spent
 /// one back (through [`Shared::give_back`]) to be reused by the next call from any
 /// thread: a threadsafe call then allocates nothing, on either side.
-pub(crate) struct CallCell {
-    state: Mutex<CellState>,
-    cancelled: AtomicBool,
-}
-
-struct CellState {
-    /// The closure, until it runs, is cancelled or discarded.
-    f: Option<SendCallback>,
-    location: &'static Location<'static>,
-}
-
-impl CallCell {
-    fn new() -> CallCell {
-        CallCell {
-            state: Mutex::new(CellState {
-                f: None,
-                location: Location::caller(),
-            }),
-            cancelled: AtomicBool::new(false),
-        }
-    }
-}
+pub(crate) type CallCell = call_cell::CallCell<SendCallback>;
 
 impl RemoteCall for CallCell {
     fn run(&self, lp: &Loop) {
-        let taken = {
-            let mut st = self.state.lock();
-            st.f.take().map(|f| (f, st.location))
-        };
-        if let Some((f, location)) = taken {
+        if let Some((f, location)) = self.take_to_run() {
             lp.invoke("threadsafe call", location, || f.call(lp));
         }
     }
 
     fn discard(&self) {
-        let f = self.state.lock().f.take();
-        if f.is_some() {
-            self.cancelled.store(true, Ordering::Release);
-        }
-        drop(f);
+        drop(self.take_discarded());
     }
 
     fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Release);
-        let f = self.state.lock().f.take();
-        drop(f);
+        drop(self.take_cancelled());
     }
 
     fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Acquire)
+        CallCell::is_cancelled(self)
     }
 }
 
@@ -467,13 +437,8 @@ impl Remote {
             return Err(Error::Closed);
         }
         let cell = self.shared.cell();
-        {
-            let mut st = cell.state.lock();
-            st.f = Some(SendCallback::new_send(f));
-            st.location = location;
-        }
-        // A reused cell: no handle to it is left, so nobody sees this reset.
-        cell.cancelled.store(false, Ordering::Relaxed);
+        // A reused cell: no handle to it is left, so nobody sees its reset.
+        cell.fill(SendCallback::new_send(f), location);
         self.send_queued(Queued(Some(Kind::Call(cell.clone()))))?;
         Ok(RemoteHandle::new(cell))
     }
