@@ -18,5 +18,8 @@ mod sync_shim;
 #[path = "../src/call_cell.rs"]
 mod call_cell;
 
+#[path = "../src/remote_wakes.rs"]
+mod remote_wakes;
+
 #[path = "../src/wake_state.rs"]
 mod wake_state;

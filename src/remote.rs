@@ -269,7 +269,7 @@ impl Shared {
     /// same task is queued and not yet drained (see [`RemoteWakes`]). Ignored once
     /// the loop is closed.
     pub(crate) fn push_wake(&self, p: Packed) {
-        if self.wakes.mark(p) {
+        if self.wakes.mark(p.key()) {
             let _ = self.push(Queued(Some(Kind::Wake(p))));
         }
     }
