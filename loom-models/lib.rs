@@ -18,6 +18,9 @@ mod sync_shim;
 #[path = "../src/call_cell.rs"]
 mod call_cell;
 
+#[path = "../src/completion.rs"]
+mod completion;
+
 #[path = "../src/remote_wakes.rs"]
 mod remote_wakes;
 

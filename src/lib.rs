@@ -66,6 +66,7 @@ mod call_cell;
 mod callback;
 mod capacity;
 mod clock;
+mod completion;
 mod errors;
 mod event_loop;
 mod executor;

@@ -9,7 +9,7 @@
 //! and every weak-memory outcome that loom knows of.
 
 #[cfg(not(loom))]
-pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
+pub(crate) use parking_lot::{Condvar, Mutex};
 #[cfg(not(loom))]
 pub(crate) use std::sync::Arc;
 #[cfg(not(loom))]
@@ -20,7 +20,7 @@ pub(crate) use loom::sync::Arc;
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering, fence};
 #[cfg(loom)]
-pub(crate) use mocked::{Condvar, Mutex, MutexGuard};
+pub(crate) use mocked::{Condvar, Mutex};
 
 /// loom's mutex and condition variable behind `parking_lot`'s interface (no
 /// poisoning; `wait` takes the guard by `&mut`).
