@@ -21,6 +21,9 @@ mod call_cell;
 #[path = "../src/completion.rs"]
 mod completion;
 
+#[path = "../src/remote_queue.rs"]
+mod remote_queue;
+
 #[path = "../src/remote_wakes.rs"]
 mod remote_wakes;
 

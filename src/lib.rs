@@ -78,6 +78,7 @@ pub mod process;
 mod promise;
 mod ready;
 mod remote;
+mod remote_queue;
 mod remote_task;
 mod remote_wakes;
 mod signal;

@@ -26,6 +26,7 @@ use crate::errors::Error;
 use crate::event_loop::local_loop;
 use crate::handle::RemoteHandle;
 use crate::ready::{Entry, Packed};
+use crate::remote_queue::{RemoteQueue, SHARDS};
 use crate::remote_wakes::RemoteWakes;
 use crate::wake_state::WakeState;
 
@@ -167,10 +168,8 @@ pub(crate) fn loop_by_id(id: u16) -> Option<Arc<Shared>> {
 
 /// The part of a loop that other threads hold.
 pub(crate) struct Shared {
-    /// The queue, in shards: each producer thread always pushes to the same one (so
-    /// its calls stay in order), and two producers seldom share one, so they do not
-    /// fight over a lock and a cache line on every call. The loop drains them all.
-    shards: [Shard; SHARDS],
+    /// The queue, in shards (see [`RemoteQueue`]).
+    queue: RemoteQueue<Queued>,
     /// Spent call cells, for reuse (at most `POOL_MAX`).
     pool: Mutex<Vec<Arc<CallCell>>>,
     /// Whether calls wait, and whether a producer must wake the loop.
@@ -181,13 +180,6 @@ pub(crate) struct Shared {
     wakes: RemoteWakes,
 }
 
-/// How many shards the remote queue has.
-const SHARDS: usize = 4;
-
-/// One shard, on its own cache lines.
-#[repr(align(128))]
-struct Shard(Mutex<Calls>);
-
 static NEXT_SHARD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 thread_local! {
@@ -195,23 +187,10 @@ thread_local! {
     static MY_SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
 }
 
-/// A shard of the remote queue.
-struct Calls {
-    calls: Vec<Queued>,
-    /// Set under the lock by `close()`: a push either lands before it (and is
-    /// discarded by `close()`) or sees it and fails.
-    closed: bool,
-}
-
 impl Shared {
     pub(crate) fn new(waker: mio::Waker) -> Arc<Shared> {
         Arc::new(Shared {
-            shards: std::array::from_fn(|_| {
-                Shard(Mutex::new(Calls {
-                    calls: Vec::new(),
-                    closed: false,
-                }))
-            }),
+            queue: RemoteQueue::new(),
             pool: Mutex::new(Vec::new()),
             wake: WakeState::new(),
             waker,
@@ -222,14 +201,8 @@ impl Shared {
 
     /// Queues a call. Fails (handing it back) if the loop is closed.
     fn push(&self, call: Queued) -> Result<(), Queued> {
-        {
-            let shard = MY_SHARD.try_with(|s| *s).unwrap_or(0);
-            let mut q = self.shards[shard].0.lock();
-            if q.closed {
-                return Err(call);
-            }
-            q.calls.push(call);
-        }
+        let shard = MY_SHARD.try_with(|s| *s).unwrap_or(0);
+        self.queue.push(shard, call)?;
         if self.wake.pushed() {
             self.force_wake();
         }
@@ -292,19 +265,7 @@ impl Shared {
         if !self.wake.begin_drain() {
             return None;
         }
-        let mut largest = 0;
-        for shard in &self.shards {
-            let mut q = shard.0.lock();
-            if !q.calls.is_empty() {
-                if into.is_empty() {
-                    // Swap buffers: the shard keeps a warm, empty one.
-                    std::mem::swap(&mut q.calls, into);
-                } else {
-                    into.append(&mut q.calls);
-                }
-            }
-            largest = largest.max(q.calls.capacity());
-        }
+        let largest = self.queue.drain_into(into);
         // After taking the entries, before running any: wakes from now on queue anew.
         self.wakes.drained();
         Some(largest)
@@ -315,21 +276,19 @@ impl Shared {
     /// largest capacity a shard is left with.
     pub(crate) fn trim(&self, peak: usize) -> usize {
         let mut largest = 0;
-        for shard in &self.shards {
-            let mut q = shard.0.lock();
-            let old = match shrink_target(q.calls.capacity(), peak.max(q.calls.len())) {
+        self.queue.each_buffer(|calls| {
+            let old = match shrink_target(calls.capacity(), peak.max(calls.len())) {
                 // Empty (the usual case): the next pushes grow a new buffer as needed.
-                Some(_) if q.calls.is_empty() => std::mem::take(&mut q.calls),
+                Some(_) if calls.is_empty() => std::mem::take(calls),
                 Some(keep) => {
-                    q.calls.shrink_to(keep);
+                    calls.shrink_to(keep);
                     Vec::new()
                 }
                 None => Vec::new(),
             };
-            largest = largest.max(q.calls.capacity());
-            drop(q);
-            drop(old); // empty: its buffer is freed without the lock
-        }
+            largest = largest.max(calls.capacity());
+            old // empty: its buffer is freed without the lock
+        });
         largest
     }
 
@@ -338,18 +297,7 @@ impl Shared {
     /// outlives its loop holds no memory for it.
     pub(crate) fn shut(&self) -> Vec<Queued> {
         self.closed.store(true, Ordering::SeqCst);
-        let mut all = Vec::new();
-        for shard in &self.shards {
-            let mut q = shard.0.lock();
-            q.closed = true;
-            let calls = std::mem::take(&mut q.calls);
-            drop(q);
-            if all.is_empty() {
-                all = calls;
-            } else {
-                all.extend(calls);
-            }
-        }
+        let all = self.queue.shut();
         let pool = std::mem::take(&mut *self.pool.lock());
         drop(pool); // spent cells: no closure in them
         all
@@ -358,11 +306,8 @@ impl Shared {
     /// The capacities of the shards' buffers (summed) and how many cells the pool
     /// holds, for tests.
     pub(crate) fn capacities(&self) -> (usize, usize) {
-        let shards = self
-            .shards
-            .iter()
-            .map(|s| s.0.lock().calls.capacity())
-            .sum();
+        let mut shards = 0;
+        self.queue.each_buffer(|calls| shards += calls.capacity());
         (shards, self.pool.lock().len())
     }
 
