@@ -21,6 +21,9 @@ mod call_cell;
 #[path = "../src/completion.rs"]
 mod completion;
 
+#[path = "../src/manual_time.rs"]
+mod manual_time;
+
 #[path = "../src/remote_queue.rs"]
 mod remote_queue;
 

@@ -73,6 +73,7 @@ mod executor;
 mod group;
 mod handle;
 mod io;
+mod manual_time;
 pub mod net;
 pub mod process;
 mod promise;
