@@ -132,9 +132,15 @@ mod loom_tests {
                 assert!(!cell.is_cancelled(), "a new call starts uncancelled");
             }
             let cancelled_unrun = canceller.join().unwrap();
-            assert!(ran != cancelled_unrun, "ran: {ran}, cancelled unrun: {cancelled_unrun}");
+            assert!(
+                ran != cancelled_unrun,
+                "ran: {ran}, cancelled unrun: {cancelled_unrun}"
+            );
             if recycled {
-                assert!(!cell.is_cancelled(), "the old call's cancel reached the new call");
+                assert!(
+                    !cell.is_cancelled(),
+                    "the old call's cancel reached the new call"
+                );
                 assert_eq!(cell.take_to_run().map(|(f, _)| f), Some(2));
             } else {
                 assert!(cell.is_cancelled(), "the handle cancelled");

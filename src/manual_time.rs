@@ -105,7 +105,10 @@ mod loom_tests {
             let blocked = !fired && lp.ws.prepare_sleep();
             advancer.join().unwrap();
             if blocked {
-                assert!(lp.eventfd.load(Ordering::SeqCst) > 0, "the loop sleeps past its due timer");
+                assert!(
+                    lp.eventfd.load(Ordering::SeqCst) > 0,
+                    "the loop sleeps past its due timer"
+                );
             }
             assert_eq!(lp.time.now(), DUE);
         });

@@ -110,7 +110,7 @@ impl RemoteCall for CallCell {
     }
 
     fn is_cancelled(&self) -> bool {
-        CallCell::is_cancelled(self)
+        call_cell::CallCell::is_cancelled(self) // the inherent method
     }
 }
 
@@ -176,7 +176,8 @@ pub(crate) struct Shared {
     wake: WakeState,
     waker: mio::Waker,
     closed: AtomicBool,
-    /// Which tasks have a wake from another thread queued: one entry per task.
+    /// Which tasks have a wake from another thread queued: one entry per task and
+    /// drain epoch.
     wakes: RemoteWakes,
 }
 

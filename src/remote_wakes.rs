@@ -170,7 +170,9 @@ mod tests {
 
     /// The key a task's waker carries.
     fn packed(key: u32, id: u64) -> u32 {
-        RunnableId::unpack(RunnableId::for_test(key, id).pack(0)).1.key()
+        RunnableId::unpack(RunnableId::for_test(key, id).pack(0))
+            .1
+            .key()
     }
 
     #[test]
@@ -286,7 +288,11 @@ mod loom_tests {
                 w.join().unwrap();
             }
             let left = task.queue.lock().len();
-            assert!(entries + left <= 2, "{} entries for 2 wakes", entries + left);
+            assert!(
+                entries + left <= 2,
+                "{} entries for 2 wakes",
+                entries + left
+            );
             let queued = left > 0;
             assert!(
                 queued || last == Some([true, true]),

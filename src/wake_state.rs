@@ -139,7 +139,10 @@ mod tests {
         assert!(ws.begin_drain());
         ws.awake();
         assert!(!ws.pushed(), "pending was clear, but the loop is awake");
-        assert!(!ws.prepare_sleep(), "a call is pending: the loop must not block");
+        assert!(
+            !ws.prepare_sleep(),
+            "a call is pending: the loop must not block"
+        );
         assert!(ws.begin_drain());
         assert!(!ws.begin_drain(), "nothing pending twice");
         assert!(ws.prepare_sleep());
@@ -232,7 +235,10 @@ mod loom_tests {
             assert!(asleep, "two calls keep the loop up at most two iterations");
             let queued = r.queue.lock().len();
             let wakes = r.wakes.load(Ordering::SeqCst);
-            assert!(queued == 0 || wakes >= 1, "the loop sleeps on {queued} calls, unwoken");
+            assert!(
+                queued == 0 || wakes >= 1,
+                "the loop sleeps on {queued} calls, unwoken"
+            );
             assert!(wakes <= announced, "{wakes} wakes for {announced} sleeps");
         });
     }
@@ -291,7 +297,10 @@ mod loom_tests {
             assert!(wakes <= sleeps, "{wakes} wakes for {sleeps} sleeps");
             // Blocked for good with calls queued: the last sleep must have a wake.
             if queued > 0 {
-                assert!(wakes > wakes_seen, "the loop sleeps on {queued} calls, unwoken");
+                assert!(
+                    wakes > wakes_seen,
+                    "the loop sleeps on {queued} calls, unwoken"
+                );
             }
         });
     }
