@@ -1,7 +1,7 @@
 //! The synchronization primitives of the cross-thread state machines.
 //!
 //! The files that hold a cross-thread protocol (`wake_state`, `call_cell`,
-//! `remote_wakes`, `completion`, `manual_time`) take their atomics, `Arc`, mutex and
+//! `remote_queue`, `remote_wakes`, `completion`, `manual_time`) take their atomics, `Arc`, mutex and
 //! condition variable from here and from nowhere else. Normally these are plain
 //! re-exports of `std` and `parking_lot` (zero cost). Under `cfg(loom)` (only in the
 //! `loom-models` crate, which includes those files by path; see `.ci/loom`) they are
