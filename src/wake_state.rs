@@ -11,8 +11,12 @@
 //!   `state` from `SLEEPING` to `NOTIFIED`.
 //!
 //! This file decides *whether* to wake; the caller makes the syscall (a write to the
-//! loop's eventfd) when [`WakeState::pushed`] says so. A burst of N calls therefore
-//! costs at most one syscall, and calls made while the loop is busy cost none.
+//! loop's eventfd) when [`WakeState::pushed`] says so. A burst of N calls to a
+//! sleeping loop therefore costs one syscall, and calls made while the loop is busy
+//! cost none. A burst that meets the loop *as it goes to sleep* can cost two, the
+//! second spurious (a producer preempted between setting `pending` and its exchange
+//! wakes an announcement that the loop withdraws; see the first model): never more
+//! than one per announcement.
 //!
 //! # Why no wake-up is lost
 //! The loop, in [`prepare_sleep`](WakeState::prepare_sleep): (S) stores `SLEEPING`,
