@@ -1,12 +1,12 @@
 //! The loop's clock: the system's monotonic clock, or a manual (virtual) one for tests.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::manual_time::ManualTime;
 use crate::remote::Shared;
 
 /// The time source of a [`Loop`](crate::Loop).
@@ -57,8 +57,7 @@ enum Kind {
 struct Manual {
     epoch: Instant,
     /// Virtual time in timer-store nanoseconds (see [`EPOCH_OFFSET`]); only grows.
-    now_ns: AtomicU64,
-    auto_advance: AtomicBool,
+    time: ManualTime,
     /// The loops that use this clock, woken when it is advanced.
     loops: Mutex<Vec<Weak<Shared>>>,
 }
@@ -80,8 +79,7 @@ impl Clock {
         Clock {
             kind: Kind::Manual(Arc::new(Manual {
                 epoch: Instant::now(),
-                now_ns: AtomicU64::new(EPOCH_OFFSET),
-                auto_advance: AtomicBool::new(true),
+                time: ManualTime::new(EPOCH_OFFSET),
                 loops: Mutex::new(Vec::new()),
             })),
         }
@@ -95,8 +93,8 @@ impl Clock {
     /// On a system clock: its time cannot be steered.
     pub fn set_auto_advance(&self, on: bool) {
         self.manual_state("set_auto_advance")
-            .auto_advance
-            .store(on, Ordering::SeqCst);
+            .time
+            .set_auto_advance(on);
     }
 
     /// Moves a manual clock forward by `d` and wakes the loops that use it, so that
@@ -110,12 +108,7 @@ impl Clock {
     /// On a system clock: its time cannot be steered.
     pub fn advance(&self, d: Duration) {
         let m = self.manual_state("advance");
-        let d = nanos(d);
-        let _ = m
-            .now_ns
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                Some(n.saturating_add(d).min(LAST))
-            });
+        m.time.advance(nanos(d), LAST);
         m.notify();
     }
 
@@ -145,7 +138,7 @@ impl Clock {
             Kind::System { epoch } => EPOCH_OFFSET
                 .saturating_add(nanos(epoch.elapsed()))
                 .min(LAST),
-            Kind::Manual(m) => m.now_ns.load(Ordering::SeqCst),
+            Kind::Manual(m) => m.time.now(),
         }
     }
 
@@ -183,8 +176,8 @@ impl Clock {
     /// Returns whether the clock is one that auto-advances.
     pub(crate) fn auto_advance_to(&self, ns: u64) -> bool {
         match &self.kind {
-            Kind::Manual(m) if m.auto_advance.load(Ordering::SeqCst) => {
-                m.now_ns.fetch_max(ns.min(LAST), Ordering::SeqCst);
+            Kind::Manual(m) if m.time.auto_advances() => {
+                m.time.jump_to(ns.min(LAST));
                 true
             }
             _ => false,
@@ -193,7 +186,7 @@ impl Clock {
 
     /// Whether an idle loop should jump in time rather than sleep.
     pub(crate) fn auto_advances(&self) -> bool {
-        matches!(&self.kind, Kind::Manual(m) if m.auto_advance.load(Ordering::SeqCst))
+        matches!(&self.kind, Kind::Manual(m) if m.time.auto_advances())
     }
 
     /// Remembers a loop to wake when a manual clock is advanced.
@@ -210,7 +203,8 @@ impl Manual {
     fn notify(&self) {
         let loops: Vec<Arc<Shared>> = self.loops.lock().iter().filter_map(Weak::upgrade).collect();
         // Unconditionally: a loop that read the clock just before this advance may be
-        // about to sleep without a timeout; the coalesced `notify` would miss it.
+        // about to sleep without a timeout; the coalesced protocol would miss it (see
+        // `crate::manual_time`).
         for shared in loops {
             shared.force_wake();
         }
@@ -230,7 +224,7 @@ impl fmt::Debug for Clock {
             Kind::Manual(m) => write!(
                 f,
                 "Clock::manual(+{:?})",
-                Duration::from_nanos(m.now_ns.load(Ordering::SeqCst) - EPOCH_OFFSET)
+                Duration::from_nanos(m.time.now() - EPOCH_OFFSET)
             ),
         }
     }

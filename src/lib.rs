@@ -109,22 +109,26 @@
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("evloop supports 64-bit Linux only");
 
+mod call_cell;
 mod callback;
 mod capacity;
 mod clock;
 #[cfg(any(feature = "hyper", feature = "futures-task"))]
 pub mod compat;
+mod completion;
 mod errors;
 mod event_loop;
 mod executor;
 mod group;
 mod handle;
 mod io;
+mod manual_time;
 pub mod net;
 pub mod process;
 mod promise;
 mod ready;
 mod remote;
+mod remote_queue;
 mod remote_task;
 mod remote_wakes;
 mod run;
@@ -133,6 +137,7 @@ mod signal;
 mod source;
 mod stats;
 pub mod sync;
+mod sync_shim;
 mod task;
 mod task_group;
 mod task_group_error;
@@ -141,6 +146,7 @@ mod time;
 mod timers;
 mod token;
 mod waiters;
+mod wake_state;
 
 pub use clock::Clock;
 pub use errors::{Cancelled, Error, ErrorContext, InvalidState};

@@ -2,29 +2,33 @@
 //!
 //! Threadsafe calls are pushed onto mutex-guarded `Vec`s (a few shards, one per
 //! producer thread), which the loop swaps out whole once per iteration (one lock per
-//! shard and batch on its side; a lock and a push on a producer's). A `pending` flag lets the loop see that calls are waiting without
-//! taking the lock. A loop blocked in poll is woken through a `mio::Waker` (an
-//! eventfd). Wake-ups are coalesced by the `state` flag: producers wake the loop only
-//! when it has announced that it is about to sleep, and only the first of them does;
-//! a burst of N calls costs at most one syscall, and calls made while the loop is
-//! busy cost none.
+//! shard and batch on its side; a lock and a push on a producer's). A loop blocked in
+//! poll is woken through a `mio::Waker` (an eventfd), when
+//! [`WakeState`](crate::wake_state) says so: a `pending` flag lets the loop see that
+//! calls are waiting without taking the locks, and producers wake the loop only when
+//! it has announced that it is about to sleep, and only the first of them does; a
+//! burst of N calls costs at most one syscall, and calls made while the loop is busy
+//! cost none.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering, fence};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
 use parking_lot::Mutex;
 
 use crate::Loop;
+use crate::call_cell;
 use crate::callback::SendCallback;
 use crate::capacity::shrink_target;
 use crate::errors::Error;
 use crate::event_loop::local_loop;
 use crate::handle::RemoteHandle;
 use crate::ready::{Entry, Packed};
+use crate::remote_queue::{RemoteQueue, SHARDS};
 use crate::remote_wakes::RemoteWakes;
+use crate::wake_state::WakeState;
 
 /// Work sent to the loop from any thread.
 pub(crate) trait RemoteCall: Send + Sync {
@@ -63,7 +67,7 @@ impl Queued {
             Some(Kind::Call(cell)) => {
                 cell.run(lp);
                 // No handle left: nobody can see the cell again, so it is reused.
-                if Arc::strong_count(&cell) == 1 {
+                if call_cell::reusable(&cell) {
                     lp.recycle_cell(cell);
                 }
             }
@@ -88,56 +92,25 @@ impl Drop for Queued {
 /// [`RemoteHandle`]. Cells carry no type parameter, so that the loop can hand a spent
 /// one back (through [`Shared::give_back`]) to be reused by the next call from any
 /// thread: a threadsafe call then allocates nothing, on either side.
-pub(crate) struct CallCell {
-    state: Mutex<CellState>,
-    cancelled: AtomicBool,
-}
-
-struct CellState {
-    /// The closure, until it runs, is cancelled or discarded.
-    f: Option<SendCallback>,
-    location: &'static Location<'static>,
-}
-
-impl CallCell {
-    fn new() -> CallCell {
-        CallCell {
-            state: Mutex::new(CellState {
-                f: None,
-                location: Location::caller(),
-            }),
-            cancelled: AtomicBool::new(false),
-        }
-    }
-}
+pub(crate) type CallCell = call_cell::CallCell<SendCallback>;
 
 impl RemoteCall for CallCell {
     fn run(&self, lp: &Loop) {
-        let taken = {
-            let mut st = self.state.lock();
-            st.f.take().map(|f| (f, st.location))
-        };
-        if let Some((f, location)) = taken {
+        if let Some((f, location)) = self.take_to_run() {
             lp.invoke("threadsafe call", location, || f.call(lp));
         }
     }
 
     fn discard(&self) {
-        let f = self.state.lock().f.take();
-        if f.is_some() {
-            self.cancelled.store(true, Ordering::Release);
-        }
-        drop(f);
+        drop(self.take_discarded());
     }
 
     fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Release);
-        let f = self.state.lock().f.take();
-        drop(f);
+        drop(self.take_cancelled());
     }
 
     fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Acquire)
+        call_cell::CallCell::is_cancelled(self) // the inherent method
     }
 }
 
@@ -193,40 +166,20 @@ pub(crate) fn loop_by_id(id: u16) -> Option<Arc<Shared>> {
     loops.get(usize::from(id))?.as_ref()?.upgrade()
 }
 
-/// The loop is running callbacks or polling without blocking: it will look at the
-/// queue before it sleeps, so producers need not wake it.
-const AWAKE: u8 = 0;
-/// The loop is blocked in poll, or has returned control to its host: the next
-/// producer must wake it.
-const SLEEPING: u8 = 1;
-/// A producer has woken the sleeping loop; later producers need not.
-const NOTIFIED: u8 = 2;
-
 /// The part of a loop that other threads hold.
 pub(crate) struct Shared {
-    /// The queue, in shards: each producer thread always pushes to the same one (so
-    /// its calls stay in order), and two producers seldom share one, so they do not
-    /// fight over a lock and a cache line on every call. The loop drains them all.
-    shards: [Shard; SHARDS],
+    /// The queue, in shards (see [`RemoteQueue`]).
+    queue: RemoteQueue<Queued>,
     /// Spent call cells, for reuse (at most `POOL_MAX`).
     pool: Mutex<Vec<Arc<CallCell>>>,
-    /// Set by a producer after it pushed; cleared by the loop before it drains. The
-    /// loop reads it without the lock to learn whether anything waits.
-    pending: AtomicBool,
+    /// Whether calls wait, and whether a producer must wake the loop.
+    wake: WakeState,
     waker: mio::Waker,
-    /// `AWAKE`, `SLEEPING` or `NOTIFIED`; see the constants.
-    state: AtomicU8,
     closed: AtomicBool,
-    /// Which tasks have a wake from another thread queued: one entry per task.
+    /// Which tasks have a wake from another thread queued: one entry per task and
+    /// drain epoch.
     wakes: RemoteWakes,
 }
-
-/// How many shards the remote queue has.
-const SHARDS: usize = 4;
-
-/// One shard, on its own cache lines.
-#[repr(align(128))]
-struct Shard(Mutex<Calls>);
 
 static NEXT_SHARD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -235,27 +188,13 @@ thread_local! {
     static MY_SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
 }
 
-/// A shard of the remote queue.
-struct Calls {
-    calls: Vec<Queued>,
-    /// Set under the lock by `close()`: a push either lands before it (and is
-    /// discarded by `close()`) or sees it and fails.
-    closed: bool,
-}
-
 impl Shared {
     pub(crate) fn new(waker: mio::Waker) -> Arc<Shared> {
         Arc::new(Shared {
-            shards: std::array::from_fn(|_| {
-                Shard(Mutex::new(Calls {
-                    calls: Vec::new(),
-                    closed: false,
-                }))
-            }),
+            queue: RemoteQueue::new(),
             pool: Mutex::new(Vec::new()),
-            pending: AtomicBool::new(false),
+            wake: WakeState::new(),
             waker,
-            state: AtomicU8::new(SLEEPING),
             closed: AtomicBool::new(false),
             wakes: RemoteWakes::new(),
         })
@@ -263,20 +202,10 @@ impl Shared {
 
     /// Queues a call. Fails (handing it back) if the loop is closed.
     fn push(&self, call: Queued) -> Result<(), Queued> {
-        {
-            let shard = MY_SHARD.try_with(|s| *s).unwrap_or(0);
-            let mut q = self.shards[shard].0.lock();
-            if q.closed {
-                return Err(call);
-            }
-            q.calls.push(call);
-        }
-        // If `pending` is already set, whoever set it (after the loop last cleared it)
-        // has made sure the loop will look: our call is in the same batch. Only the
-        // producer that sets it runs the wake-up protocol. Reading first keeps the
-        // flag's cache line shared while the loop is busy.
-        if !self.pending.load(Ordering::Acquire) && !self.pending.swap(true, Ordering::AcqRel) {
-            self.notify();
+        let shard = MY_SHARD.try_with(|s| *s).unwrap_or(0);
+        self.queue.push(shard, call)?;
+        if self.wake.pushed() {
+            self.force_wake();
         }
         Ok(())
     }
@@ -314,7 +243,7 @@ impl Shared {
     /// same task is queued and not yet drained (see [`RemoteWakes`]). Ignored once
     /// the loop is closed.
     pub(crate) fn push_wake(&self, p: Packed) {
-        if self.wakes.mark(p) {
+        if self.wakes.mark(p.key()) {
             let _ = self.push(Queued(Some(Kind::Wake(p))));
         }
     }
@@ -326,31 +255,18 @@ impl Shared {
 
     /// Loop side: whether calls are waiting.
     pub(crate) fn has_pending(&self) -> bool {
-        self.pending.load(Ordering::Acquire)
+        self.wake.has_pending()
     }
 
     /// Loop side: moves the waiting calls into `into` (which must be empty; its
     /// buffer is swapped in, so that the queue keeps a warm one). Returns the largest
     /// capacity a shard is left with, or `None` if nothing was waiting.
     pub(crate) fn drain(&self, into: &mut Vec<Queued>) -> Option<usize> {
-        if !self.pending.load(Ordering::Acquire) {
+        // Clears `pending` before the swaps: a push after them sets it again.
+        if !self.wake.begin_drain() {
             return None;
         }
-        // Cleared before the swaps: a push after them sets it again.
-        self.pending.store(false, Ordering::Release);
-        let mut largest = 0;
-        for shard in &self.shards {
-            let mut q = shard.0.lock();
-            if !q.calls.is_empty() {
-                if into.is_empty() {
-                    // Swap buffers: the shard keeps a warm, empty one.
-                    std::mem::swap(&mut q.calls, into);
-                } else {
-                    into.append(&mut q.calls);
-                }
-            }
-            largest = largest.max(q.calls.capacity());
-        }
+        let largest = self.queue.drain_into(into);
         // After taking the entries, before running any: wakes from now on queue anew.
         self.wakes.drained();
         Some(largest)
@@ -361,21 +277,19 @@ impl Shared {
     /// largest capacity a shard is left with.
     pub(crate) fn trim(&self, peak: usize) -> usize {
         let mut largest = 0;
-        for shard in &self.shards {
-            let mut q = shard.0.lock();
-            let old = match shrink_target(q.calls.capacity(), peak.max(q.calls.len())) {
+        self.queue.each_buffer(|calls| {
+            let old = match shrink_target(calls.capacity(), peak.max(calls.len())) {
                 // Empty (the usual case): the next pushes grow a new buffer as needed.
-                Some(_) if q.calls.is_empty() => std::mem::take(&mut q.calls),
+                Some(_) if calls.is_empty() => std::mem::take(calls),
                 Some(keep) => {
-                    q.calls.shrink_to(keep);
+                    calls.shrink_to(keep);
                     Vec::new()
                 }
                 None => Vec::new(),
             };
-            largest = largest.max(q.calls.capacity());
-            drop(q);
-            drop(old); // empty: its buffer is freed without the lock
-        }
+            largest = largest.max(calls.capacity());
+            old // empty: its buffer is freed without the lock
+        });
         largest
     }
 
@@ -384,18 +298,7 @@ impl Shared {
     /// outlives its loop holds no memory for it.
     pub(crate) fn shut(&self) -> Vec<Queued> {
         self.closed.store(true, Ordering::SeqCst);
-        let mut all = Vec::new();
-        for shard in &self.shards {
-            let mut q = shard.0.lock();
-            q.closed = true;
-            let calls = std::mem::take(&mut q.calls);
-            drop(q);
-            if all.is_empty() {
-                all = calls;
-            } else {
-                all.extend(calls);
-            }
-        }
+        let all = self.queue.shut();
         let pool = std::mem::take(&mut *self.pool.lock());
         drop(pool); // spent cells: no closure in them
         all
@@ -404,27 +307,9 @@ impl Shared {
     /// The capacities of the shards' buffers (summed) and how many cells the pool
     /// holds, for tests.
     pub(crate) fn capacities(&self) -> (usize, usize) {
-        let shards = self
-            .shards
-            .iter()
-            .map(|s| s.0.lock().calls.capacity())
-            .sum();
+        let mut shards = 0;
+        self.queue.each_buffer(|calls| shards += calls.capacity());
         (shards, self.pool.lock().len())
-    }
-
-    /// Producer side, after queueing: wake the loop if it sleeps and nobody has yet.
-    pub(crate) fn notify(&self) {
-        // Pairs with the fence in `prepare_sleep`: either the loop sees `pending`
-        // when it re-checks, or we see its SLEEPING.
-        fence(Ordering::SeqCst);
-        if self.state.load(Ordering::Relaxed) == SLEEPING
-            && self
-                .state
-                .compare_exchange(SLEEPING, NOTIFIED, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.force_wake();
-        }
     }
 
     /// Wakes the loop (or makes its fd readable) whatever its state.
@@ -437,19 +322,12 @@ impl Shared {
     /// Loop side, before blocking or returning to the host. Returns false if calls
     /// are already queued (then the loop must not block).
     pub(crate) fn prepare_sleep(&self) -> bool {
-        self.state.store(SLEEPING, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if self.pending.load(Ordering::SeqCst) {
-            self.state.store(AWAKE, Ordering::Relaxed);
-            false
-        } else {
-            true
-        }
+        self.wake.prepare_sleep()
     }
 
     /// Loop side: it runs again and will drain the queue before sleeping.
     pub(crate) fn awake(&self) {
-        self.state.store(AWAKE, Ordering::Relaxed);
+        self.wake.awake();
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -505,13 +383,8 @@ impl Remote {
             return Err(Error::Closed);
         }
         let cell = self.shared.cell();
-        {
-            let mut st = cell.state.lock();
-            st.f = Some(SendCallback::new_send(f));
-            st.location = location;
-        }
-        // A reused cell: no handle to it is left, so nobody sees this reset.
-        cell.cancelled.store(false, Ordering::Relaxed);
+        // A reused cell: no handle to it is left, so nobody sees its reset.
+        cell.fill(SendCallback::new_send(f), location);
         self.send_queued(Queued(Some(Kind::Call(cell.clone()))))?;
         Ok(RemoteHandle::new(cell))
     }

@@ -6,46 +6,23 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
-
+use crate::completion::Completion;
 use crate::errors::Error;
 use crate::ready::RunnableId;
 use crate::remote::Remote;
 use crate::task::TaskError;
 
 struct RemoteState<T> {
-    slot: Mutex<RemoteSlot<T>>,
-    done: Condvar,
+    slot: Completion<Result<T, TaskError>, RunnableId>,
     remote: Remote,
-}
-
-struct RemoteSlot<T> {
-    result: Option<Result<T, TaskError>>,
-    finished: bool,
-    cancel_requested: bool,
-    /// The task on the loop, once created.
-    rid: Option<RunnableId>,
-    waker: Option<Waker>,
 }
 
 impl<T> RemoteState<T> {
     fn complete(&self, r: Result<T, TaskError>) {
-        let waker = {
-            let mut slot = self.slot.lock();
-            if slot.finished {
-                return;
-            }
-            slot.finished = true;
-            slot.result = Some(r);
-            slot.waker.take()
-        };
-        self.done.notify_all();
-        if let Some(w) = waker {
-            w.wake();
-        }
+        self.slot.complete(r);
     }
 }
 
@@ -176,19 +153,12 @@ impl Remote {
         F::Output: Send,
     {
         let state = Arc::new(RemoteState {
-            slot: Mutex::new(RemoteSlot {
-                result: None,
-                finished: false,
-                cancel_requested: false,
-                rid: None,
-                waker: None,
-            }),
-            done: Condvar::new(),
+            slot: Completion::new(),
             remote: self.clone(),
         });
         let guard = CompleteOnDrop(state.clone());
         self.call_soon_threadsafe(move |lp| {
-            if guard.0.slot.lock().cancel_requested {
+            if guard.0.slot.cancel_requested() {
                 return; // never polled; the guard completes it as cancelled
             }
             // `make` is the task's code as much as the future is: its panic is the
@@ -201,15 +171,11 @@ impl Remote {
                 }
             };
             let task = lp.create_task_at(fut, location);
-            {
-                // One critical section with `RemoteTask::cancel`: a cancel that came
-                // while the task was being created is seen here, one that comes later
-                // sees the id.
-                let mut slot = guard.0.slot.lock();
-                slot.rid = Some(task.rid());
-                if slot.cancel_requested {
-                    task.cancel();
-                }
+            // One critical section with `RemoteTask::cancel`: a cancel that came
+            // while the task was being created is seen here, one that comes later
+            // sees the id.
+            if guard.0.slot.started(task.rid()) {
+                task.cancel();
             }
             let bridge = async move {
                 let r = task.await;
@@ -228,48 +194,20 @@ impl<T> RemoteTask<T> {
     /// On the loop's own thread, where waiting would deadlock: `.await` it there.
     pub fn wait(self) -> Result<T, TaskError> {
         self.check_thread();
-        let mut slot = self.state.slot.lock();
-        loop {
-            if let Some(r) = slot.result.take() {
-                return r;
-            }
-            self.state.done.wait(&mut slot);
-        }
+        self.state.slot.wait()
     }
 
     /// Blocks at most `d` for the output: `None` if the task is not done by then.
     pub fn wait_timeout(&mut self, d: Duration) -> Option<Result<T, TaskError>> {
         self.check_thread();
-        let deadline = Instant::now().checked_add(d);
-        let mut slot = self.state.slot.lock();
-        loop {
-            if let Some(r) = slot.result.take() {
-                return Some(r);
-            }
-            if slot.finished {
-                return None; // already taken
-            }
-            match deadline {
-                Some(deadline) => {
-                    if self.state.done.wait_until(&mut slot, deadline).timed_out() {
-                        return slot.result.take();
-                    }
-                }
-                None => self.state.done.wait(&mut slot),
-            }
-        }
+        self.state.slot.wait_until(Instant::now().checked_add(d))
     }
 
     /// Cancels the task (on the loop, at its next step). Returns false if it was
     /// already done.
     pub fn cancel(&self) -> bool {
-        let rid = {
-            let mut slot = self.state.slot.lock();
-            if slot.finished {
-                return false;
-            }
-            slot.cancel_requested = true;
-            slot.rid
+        let Some(rid) = self.state.slot.request_cancel() else {
+            return false;
         };
         if let Some(rid) = rid {
             let _ = self.state.remote.call_soon_threadsafe(move |lp| {
@@ -283,7 +221,7 @@ impl<T> RemoteTask<T> {
 
     /// Whether the task is done.
     pub fn is_done(&self) -> bool {
-        self.state.slot.lock().finished
+        self.state.slot.is_done()
     }
 
     fn check_thread(&self) {
@@ -298,31 +236,14 @@ impl<T> Future for RemoteTask<T> {
     type Output = Result<T, TaskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut slot = self.state.slot.lock();
-        if let Some(r) = slot.result.take() {
-            return Poll::Ready(r);
-        }
-        assert!(
-            !slot.finished,
-            "RemoteTask polled again after it returned its output"
-        );
-        // Keep the latest waker, cloned only if it would not wake the same task; the
-        // one replaced is dropped after the lock is released.
-        let replaced = match &slot.waker {
-            Some(w) if w.will_wake(cx.waker()) => None,
-            _ => slot.waker.replace(cx.waker().clone()),
-        };
-        drop(slot);
-        drop(replaced);
-        Poll::Pending
+        self.state.slot.poll(cx)
     }
 }
 
 impl<T> Drop for RemoteTask<T> {
     /// Nobody can await the task any more: lets go of the waker of its last `.await`.
     fn drop(&mut self) {
-        let waker = self.state.slot.lock().waker.take();
-        drop(waker);
+        self.state.slot.forget_waker();
     }
 }
 
