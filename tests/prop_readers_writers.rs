@@ -349,7 +349,10 @@ fn check_program(p: &Program) -> Result<(), TestCaseError> {
     prop_assert!(panics.borrow().is_empty(), "{:?}", panics.borrow());
     lp.close().unwrap();
     prop_assert_eq!(seen.readers_alive.get() + seen.writers_alive.get(), 0);
-    prop_assert!(util::fd_is_open(r_sock.as_raw_fd()), "the loop closed our fd");
+    prop_assert!(
+        util::fd_is_open(r_sock.as_raw_fd()),
+        "the loop closed our fd"
+    );
     Ok(())
 }
 
