@@ -452,6 +452,8 @@ fn mixed_faults(kinds: &[u8]) {
 fn close_reports_panics_in_connection_lost_and_destructors_of_open_connections() {
     struct Doomed {
         t: Option<Transport>,
+        made: Rc<Cell<usize>>,
+        lost: Rc<Cell<usize>>,
         panic_in_lost: bool,
         panic_in_drop: bool,
         _token: util::DropToken,
@@ -459,9 +461,11 @@ fn close_reports_panics_in_connection_lost_and_destructors_of_open_connections()
     impl Protocol for Doomed {
         fn connection_made(&mut self, t: &Transport) {
             self.t = Some(t.clone());
+            self.made.set(self.made.get() + 1);
         }
         fn data_received(&mut self, _: &[u8]) {}
         fn connection_lost(&mut self, _: Option<io::Error>) {
+            self.lost.set(self.lost.get() + 1);
             if self.panic_in_lost {
                 panic!("boom in connection_lost");
             }
@@ -481,14 +485,17 @@ fn close_reports_panics_in_connection_lost_and_destructors_of_open_connections()
     let r2 = reports.clone();
     lp.set_exception_handler(move |_, ctx| r2.borrow_mut().push(ctx.to_string()));
     let drops = Drops::new();
-    let made = Rc::new(Cell::new(0usize));
-    let (d2, m2) = (drops.clone(), made.clone());
+    let (accepted, made, lost): (Rc<Cell<usize>>, Rc<Cell<usize>>, Rc<Cell<usize>>) =
+        Default::default();
+    let (d2, a2, m2, l2) = (drops.clone(), accepted.clone(), made.clone(), lost.clone());
     let server = lp
         .run_until_complete(lp.create_server("127.0.0.1:0", move || {
-            let i = m2.get();
-            m2.set(i + 1);
+            let i = a2.get();
+            a2.set(i + 1);
             Doomed {
                 t: None,
+                made: m2.clone(),
+                lost: l2.clone(),
                 panic_in_lost: i % 3 == 0,
                 panic_in_drop: i % 3 == 1,
                 _token: d2.token(),
@@ -500,12 +507,17 @@ fn close_reports_panics_in_connection_lost_and_destructors_of_open_connections()
     let addr = server.local_addrs()[0];
     let peers: Vec<TcpStream> = (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect();
     let start = Instant::now();
-    while server.active_connections() < n {
-        assert!(start.elapsed() < PATIENCE, "not all accepted");
+    while made.get() < n {
+        assert!(start.elapsed() < PATIENCE, "not all connection_made");
         lp.run_once(Some(Duration::from_millis(5))).unwrap();
     }
     drop(server);
     lp.close().expect("close() with panicking protocols");
+    assert_eq!(
+        lost.get(),
+        n,
+        "close() calls connection_lost once a connection"
+    );
     let reports = reports.borrow();
     let count = |what: &str| reports.iter().filter(|r| r.contains(what)).count();
     assert_eq!(count("boom in connection_lost"), n / 3, "{reports:#?}");
