@@ -186,11 +186,9 @@ async fn tokio_per_task<F: Future<Output = ()> + Send + 'static>(
 }
 
 /// A future that never completes, holding 8 bytes.
-fn idle_future(i: u64) -> impl Future<Output = ()> {
-    async move {
-        std::future::pending::<()>().await;
-        std::hint::black_box(i);
-    }
+async fn idle_future(i: u64) {
+    std::future::pending::<()>().await;
+    std::hint::black_box(i);
 }
 
 #[test]

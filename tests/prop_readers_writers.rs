@@ -400,10 +400,12 @@ fn a_reader_leaving_data_unread_is_called_at_every_poll() {
             RunOnce,
         ],
     };
-    let mut m = Model::default();
-    m.sent = 25;
-    m.reader = true;
-    m.writer = true;
+    let mut m = Model {
+        sent: 25,
+        reader: true,
+        writer: true,
+        ..Model::default()
+    };
     for i in 0..4 {
         m.run_once(&p, i);
     }

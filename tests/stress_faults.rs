@@ -218,9 +218,7 @@ impl Client {
                     self.got.clear();
                     self.round += 1;
                     let next = format!("ping-{}", self.round);
-                    (&*self.s.as_ref().unwrap())
-                        .write_all(next.as_bytes())
-                        .unwrap();
+                    self.s.as_ref().unwrap().write_all(next.as_bytes()).unwrap();
                 }
                 false
             }
@@ -485,8 +483,9 @@ fn close_reports_panics_in_connection_lost_and_destructors_of_open_connections()
     let r2 = reports.clone();
     lp.set_exception_handler(move |_, ctx| r2.borrow_mut().push(ctx.to_string()));
     let drops = Drops::new();
-    let (accepted, made, lost): (Rc<Cell<usize>>, Rc<Cell<usize>>, Rc<Cell<usize>>) =
-        Default::default();
+    let accepted = Rc::new(Cell::new(0usize));
+    let made = Rc::new(Cell::new(0usize));
+    let lost = Rc::new(Cell::new(0usize));
     let (d2, a2, m2, l2) = (drops.clone(), accepted.clone(), made.clone(), lost.clone());
     let server = lp
         .run_until_complete(lp.create_server("127.0.0.1:0", move || {
