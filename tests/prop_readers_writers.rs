@@ -356,8 +356,14 @@ fn check_program(p: &Program) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// The number of cases: `PROPTEST_CASES` if set, else `default`.
+/// The number of cases: `PROPTEST_CASES` if set, else `default` (a twentieth of it
+/// under valgrind, which is ~50 times slower).
 fn cases(default: u32) -> u32 {
+    let default = if std::env::var_os("EVLOOP_UNDER_VALGRIND").is_some() {
+        default / 20
+    } else {
+        default
+    };
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
