@@ -224,7 +224,8 @@ fn bytes_per_idle_task() {
     lp.close().unwrap();
 }
 
-/// The server's protocol: keeps its transport (the documented idiom), echoes.
+/// The server's protocol: keeps its transport (the documented idiom) until
+/// `connection_lost`, echoes.
 struct Echo(Option<Transport>);
 
 impl Protocol for Echo {
@@ -234,6 +235,12 @@ impl Protocol for Echo {
 
     fn data_received(&mut self, data: &[u8]) {
         self.0.as_ref().expect("made").write(data);
+    }
+
+    fn connection_lost(&mut self, _: Option<std::io::Error>) {
+        // Let go of the transport, so that nothing leaks whether or not the
+        // transport lets go of its protocol.
+        self.0 = None;
     }
 }
 
