@@ -61,6 +61,8 @@ struct Conn {
     lost: Cell<usize>,
     lost_with: Cell<Option<ErrorKind>>,
     paused: Cell<bool>,
+    /// `pause_writing` came at least once.
+    ever_paused: Cell<bool>,
     /// The largest write buffer seen right after a write.
     max_buffered: Cell<usize>,
     streamed: Cell<usize>,
@@ -131,6 +133,7 @@ impl Protocol for Faulty {
 
     fn pause_writing(&mut self) {
         self.conn.paused.set(true);
+        self.conn.ever_paused.set(true);
     }
 
     fn resume_writing(&mut self) {
@@ -208,7 +211,9 @@ impl Client {
     }
 
     /// Drives the client one step; true once it is done with its connection.
-    fn step(&mut self) -> bool {
+    /// `may_reset`: the never-reading peers have made their server connections
+    /// pause (so the bound on the buffer has been tested) and may reset now.
+    fn step(&mut self, may_reset: bool) -> bool {
         match self.kind {
             HEALTHY => {
                 self.read_some();
@@ -234,8 +239,9 @@ impl Client {
                 self.s.is_none()
             }
             NEVER_READS => {
-                // Never reads; resets after a while.
-                if self.sent_at.elapsed() > Duration::from_millis(500) && self.s.is_some() {
+                // Never reads; resets once the server had to pause (or after 20 s).
+                let patience_over = self.sent_at.elapsed() > Duration::from_secs(20);
+                if (may_reset || patience_over) && self.s.is_some() {
                     let s = self.s.take().unwrap();
                     socket2::SockRef::from(&s)
                         .set_linger(Some(Duration::ZERO))
@@ -264,6 +270,19 @@ impl Client {
     }
 }
 
+/// Connects a client of each kind, running `lp` between small batches so that the
+/// server accepts as they come and its backlog never overflows.
+fn connect_all(lp: &Loop, addr: SocketAddr, kinds: &[u8]) -> Vec<Client> {
+    let mut out = Vec::with_capacity(kinds.len());
+    for (i, &k) in kinds.iter().enumerate() {
+        out.push(Client::connect(addr, k));
+        if i % 16 == 15 {
+            lp.run_once(Some(Duration::from_millis(1))).unwrap();
+        }
+    }
+    out
+}
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count() - 1
 }
@@ -282,9 +301,29 @@ fn mixed_faults_with_panics_in_eof_received() {
     mixed_faults(&KINDS);
 }
 
+/// Keeps the expected panics ("boom in ...", caught and reported by the loop) from
+/// printing a backtrace each; any other panic prints as usual.
+fn quiet_booms() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let msg = info
+                .payload()
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str));
+            if !msg.is_some_and(|m| m.starts_with("boom in")) {
+                default(info);
+            }
+        }));
+    });
+}
+
 /// Runs waves of connections of every kind in `kinds` (the first is `HEALTHY`).
 fn mixed_faults(kinds: &[u8]) {
     assert_eq!(kinds[0], HEALTHY);
+    quiet_booms();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (waves, per_kind) = if under_valgrind() {
         (1, 2)
@@ -316,26 +355,32 @@ fn mixed_faults(kinds: &[u8]) {
     let addr = server.local_addrs()[0];
 
     // Healthy connections live through every wave.
-    let mut healthy: Vec<Client> = (0..per_kind)
-        .map(|_| Client::connect(addr, HEALTHY))
-        .collect();
+    let mut healthy = connect_all(&lp, addr, &vec![HEALTHY; per_kind]);
     let deadline = Instant::now() + PATIENCE * waves;
     for wave in 0..waves {
-        let mut faulty: Vec<Client> = kinds[1..]
+        let wave_kinds: Vec<u8> = kinds[1..]
             .iter()
             .flat_map(|&k| (0..per_kind).map(move |_| k))
-            .map(|k| Client::connect(addr, k))
             .collect();
+        let mut faulty = connect_all(&lp, addr, &wave_kinds);
         let rounds_before: u64 = healthy.iter().map(|c| c.round).sum();
         loop {
             assert!(Instant::now() < deadline, "wave {wave} does not end");
             lp.run_once(Some(Duration::from_millis(5))).unwrap();
             for c in &mut healthy {
-                c.step();
+                c.step(false);
             }
+            let may_reset = {
+                let conns = conns.borrow();
+                let never: Vec<_> = conns
+                    .iter()
+                    .filter(|c| c.kind.get() == NEVER_READS && c.lost.get() == 0)
+                    .collect();
+                never.len() == per_kind && never.iter().all(|c| c.ever_paused.get())
+            };
             let mut done = 0;
             for c in &mut faulty {
-                if c.step() {
+                if c.step(may_reset) {
                     done += 1;
                 }
             }
@@ -392,6 +437,12 @@ fn mixed_faults(kinds: &[u8]) {
                     "connection {i} ({kind}): ended by a reset, got {:?}",
                     c.lost_with.get()
                 );
+                if c.kind.get() == NEVER_READS {
+                    assert!(
+                        c.ever_paused.get(),
+                        "connection {i} ({kind}): a peer that never reads never paused it"
+                    );
+                }
                 // Honouring pause_writing keeps the buffer at the mark (plus the
                 // chunk that crossed it, and one more if the pause came an iteration
                 // late), however long the peer does not read.
@@ -477,6 +528,7 @@ fn close_reports_panics_in_connection_lost_and_destructors_of_open_connections()
         }
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    quiet_booms();
     let n = 12;
     let lp = Loop::new().unwrap();
     let reports = Rc::new(RefCell::new(Vec::<String>::new()));
