@@ -25,9 +25,17 @@ pub fn run_child(name: &str) -> Output {
 pub fn run_child_with(name: &str, env: &[(&str, &str)]) -> Output {
     let exe = std::env::current_exe().expect("the test binary's path");
     let mut cmd = Command::new(exe);
-    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, name)
-        .stdin(Stdio::null());
+    // `--include-ignored`: the child runs its test even when it is `#[ignore]`d (the
+    // parent then was asked to run it with `--ignored`).
+    cmd.args([
+        name,
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+        "--include-ignored",
+    ])
+    .env(CHILD_ENV, name)
+    .stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
