@@ -23,6 +23,9 @@
 
 mod util;
 
+#[path = "util/prop.rs"]
+mod prop_util;
+
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
@@ -30,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use evloop::{Clock, Handle, Loop, TimerHandle};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::TestRunner;
 
 /// The most callbacks one program creates: bounded growth (every callback may schedule
 /// more), and below the burst size after which a loop schedules memory trims.
@@ -471,27 +474,9 @@ fn check_program(p: &Program) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// The number of cases: `PROPTEST_CASES` if set, else `default` (a twentieth of it
-/// under valgrind, which is ~50 times slower).
-fn cases(default: u32) -> u32 {
-    let default = if std::env::var_os("EVLOOP_UNDER_VALGRIND").is_some() {
-        default / 20
-    } else {
-        default
-    };
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 fn the_loop_runs_what_the_reference_model_runs() {
-    let config = Config {
-        cases: cases(1024),
-        failure_persistence: None,
-        ..Config::default()
-    };
+    let config = prop_util::config(1024);
     let mut runner = TestRunner::new(config);
     runner
         .run(&program(), |p| check_program(&p))

@@ -21,6 +21,9 @@
 //!
 //! `PROPTEST_CASES` raises the number of programs for the long form (default 512).
 
+#[path = "util/prop.rs"]
+mod prop_util;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
@@ -28,7 +31,7 @@ use std::time::Duration;
 use evloop::sync::{Lock, Queue, Semaphore};
 use evloop::{Clock, Loop, Task};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::TestRunner;
 
 #[derive(Clone, Debug)]
 enum Step {
@@ -332,27 +335,9 @@ fn check_program(p: &Program) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// The number of cases: `PROPTEST_CASES` if set, else `default` (a twentieth of it
-/// under valgrind, which is ~50 times slower).
-fn cases(default: u32) -> u32 {
-    let default = if std::env::var_os("EVLOOP_UNDER_VALGRIND").is_some() {
-        default / 20
-    } else {
-        default
-    };
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 fn queue_lock_and_semaphore_lose_nothing_under_random_cancellations() {
-    let config = Config {
-        cases: cases(512),
-        failure_persistence: None,
-        ..Config::default()
-    };
+    let config = prop_util::config(512);
     let mut runner = TestRunner::new(config);
     runner
         .run(&program(), |p| check_program(&p))
