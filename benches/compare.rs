@@ -60,8 +60,8 @@ use tokio::task::LocalSet;
 #[path = "support/mod.rs"]
 mod support;
 use support::{
-    Reply, Span, current_thread, lateness, median, percentile, reply, round_trips,
-    roundtrip_evloop, roundtrip_tokio, tokio_local_spawn_batch, tokio_spawn_batch,
+    Span, current_thread, lateness, median, percentile, reply, round_trips, roundtrip_evloop,
+    roundtrip_tokio, tokio_local_spawn_batch, tokio_spawn_batch,
 };
 
 const SPAN: Duration = Duration::from_millis(50);
@@ -821,27 +821,6 @@ fn roundtrip_tokio_localset(n: usize, warmup: usize) -> Vec<i64> {
     th.join().unwrap()
 }
 
-fn roundtrip_calloop(n: usize, warmup: usize) -> Vec<i64> {
-    let mut el: EventLoop<'static, bool> = EventLoop::try_new().unwrap();
-    let (tx, rx) = channel::channel::<Reply>();
-    el.handle()
-        .insert_source(rx, |ev, _, finished: &mut bool| match ev {
-            ChannelEvent::Msg(Some((flag, me))) => reply(&flag, &me),
-            _ => *finished = true,
-        })
-        .unwrap();
-    let th = thread::spawn(move || {
-        let out = round_trips(n, warmup, |flag, me| tx.send(Some((flag, me))).unwrap());
-        tx.send(None).unwrap();
-        out
-    });
-    let mut finished = false;
-    while !finished {
-        el.dispatch(None, &mut finished).unwrap();
-    }
-    th.join().unwrap()
-}
-
 fn roundtrip_smol(n: usize, warmup: usize) -> Vec<i64> {
     let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
     let (tx, rx) = async_channel::bounded::<()>(1);
@@ -865,7 +844,7 @@ fn roundtrip(peer: &str, z: Sizes) -> (f64, f64) {
         "evloop" => roundtrip_evloop(n, w),
         "tokio current_thread" => roundtrip_tokio(n, w),
         "tokio LocalSet" => roundtrip_tokio_localset(n, w),
-        "calloop" => roundtrip_calloop(n, w),
+        "calloop" => support::roundtrip_calloop(n, w),
         "smol" => roundtrip_smol(n, w),
         _ => unreachable!(),
     };

@@ -793,27 +793,6 @@ fn roundtrip_tokio_mpsc(n: usize, warmup: usize) -> Vec<i64> {
     th.join().unwrap()
 }
 
-fn roundtrip_calloop(n: usize, warmup: usize) -> Vec<i64> {
-    let mut el: EventLoop<'static, bool> = EventLoop::try_new().unwrap();
-    let (tx, rx) = channel::channel::<Reply>();
-    el.handle()
-        .insert_source(rx, |ev, _, finished: &mut bool| match ev {
-            ChannelEvent::Msg(Some((flag, me))) => reply(&flag, &me),
-            _ => *finished = true,
-        })
-        .unwrap();
-    let th = thread::spawn(move || {
-        let out = round_trips(n, warmup, |flag, me| tx.send(Some((flag, me))).unwrap());
-        tx.send(None).unwrap();
-        out
-    });
-    let mut finished = false;
-    while !finished {
-        el.dispatch(None, &mut finished).unwrap();
-    }
-    th.join().unwrap()
-}
-
 fn threadsafe_roundtrip(run: &Run<Sizes>) {
     let (n, warmup) = (run.sizes.round_trips, run.sizes.round_trip_warmup);
     type Bench = fn(usize, usize) -> Vec<i64>;
@@ -821,7 +800,7 @@ fn threadsafe_roundtrip(run: &Run<Sizes>) {
         ("threadsafe_roundtrip/evloop", roundtrip_evloop),
         ("threadsafe_roundtrip/tokio_current_thread", roundtrip_tokio),
         ("threadsafe_roundtrip/tokio_mpsc", roundtrip_tokio_mpsc),
-        ("threadsafe_roundtrip/calloop", roundtrip_calloop),
+        ("threadsafe_roundtrip/calloop", support::roundtrip_calloop),
         (
             "threadsafe_roundtrip/std_mpsc_baseline",
             roundtrip_std_baseline,

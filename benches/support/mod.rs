@@ -524,3 +524,26 @@ pub fn tokio_local_spawn_batch(local: &tokio::task::LocalSet, rt: &Runtime, n: u
         tokio::task::spawn_local(async {}).await.unwrap();
     });
 }
+
+/// The calloop peer of the threadsafe round-trip table: a plain thread sends on a
+/// calloop channel, the loop replies (shared by the core and compare benches).
+pub fn roundtrip_calloop(n: usize, warmup: usize) -> Vec<i64> {
+    let mut el: calloop::EventLoop<'static, bool> = calloop::EventLoop::try_new().unwrap();
+    let (tx, rx) = calloop::channel::channel::<Reply>();
+    el.handle()
+        .insert_source(rx, |ev, _, finished: &mut bool| match ev {
+            calloop::channel::Event::Msg(Some((flag, me))) => reply(&flag, &me),
+            _ => *finished = true,
+        })
+        .unwrap();
+    let th = thread::spawn(move || {
+        let out = round_trips(n, warmup, |flag, me| tx.send(Some((flag, me))).unwrap());
+        tx.send(None).unwrap();
+        out
+    });
+    let mut finished = false;
+    while !finished {
+        el.dispatch(None, &mut finished).unwrap();
+    }
+    th.join().unwrap()
+}
