@@ -1,10 +1,15 @@
-//! `Callback` and `SendCallback`: a one-shot `FnOnce(&Loop)` stored in one word when
-//! it fits.
+//! `Callback`, `TimerCallback` and `SendCallback`: a one-shot `FnOnce(&Loop)` stored
+//! in place when it fits.
 //!
 //! Most callbacks capture a word or less (an `Rc`, a `Box`, an integer, a reference).
-//! A `Box<dyn FnOnce>` would allocate for each of them; `Callback` keeps such a
-//! closure inline, in the word a box pointer would take, and boxes only larger ones.
-//! Either way it is two words: the data and a vtable of two functions.
+//! A `Box<dyn FnOnce>` would allocate for each of them; a [`Thunk`] keeps such a
+//! closure inline, in the words a box pointer would take, and boxes only larger ones.
+//! Either way it is its data words and a vtable of two functions. The ready queue's
+//! `Callback` has one data word (its entries stay four words); a timer's
+//! `TimerCallback` has three, so that a timer closure capturing an `Instant` and a
+//! word (a deadline and what to do at it) costs no allocation either: the timer slot
+//! grows by two words, and a `call_at` that boxed its closure saves a `malloc` and a
+//! `free` (about 300 instructions of the ~520 `call_at` cost with 200,000 live timers).
 //!
 //! `unsafe` for speed, justified by a benchmark: `callbacks_batch` with a capturing
 //! closure went from 63 ns to the cost of a capture-less one, and threadsafe calls
@@ -15,19 +20,25 @@ use std::mem::{ManuallyDrop, MaybeUninit, align_of, size_of};
 
 use crate::Loop;
 
-/// How to call or drop the closure in a [`Callback`]'s data word.
-struct VTable {
+/// `W` words of closure storage.
+type Words<const W: usize> = MaybeUninit<[usize; W]>;
+
+/// How to call or drop the closure in a [`Thunk`]'s data words.
+struct VTable<const W: usize> {
     /// Calls the closure, consuming it.
-    call: unsafe fn(MaybeUninit<usize>, &Loop),
+    call: unsafe fn(Words<W>, &Loop),
     /// Drops the closure without calling it.
-    drop: unsafe fn(MaybeUninit<usize>),
+    drop: unsafe fn(Words<W>),
 }
 
 /// A one-shot callback of the loop's thread. `!Send`: the closure need not be.
-pub(crate) type Callback = Thunk<Local>;
+pub(crate) type Callback = Thunk<Local, 1>;
+
+/// A timer's one-shot callback: as [`Callback`], with room for three words inline.
+pub(crate) type TimerCallback = Thunk<Local, 3>;
 
 /// A one-shot callback made from a `Send` closure (a threadsafe call): `Send`.
-pub(crate) type SendCallback = Thunk<Sendable>;
+pub(crate) type SendCallback = Thunk<Sendable, 1>;
 
 /// Marks a [`Thunk`] holding a closure that may not be `Send` (the raw pointer makes
 /// the thunk `!Send` and `!Sync`).
@@ -39,33 +50,33 @@ pub(crate) struct Local {
 /// harmless: nothing reaches the closure through `&Thunk`.)
 pub(crate) struct Sendable;
 
-/// A one-shot callback: two words, the closure or its box, and a vtable.
-pub(crate) struct Thunk<M> {
+/// A one-shot callback: `W` words holding the closure or its box, and a vtable.
+pub(crate) struct Thunk<M, const W: usize> {
     /// Invariant: holds exactly one live closure of the type `vtable` was made for:
-    /// the closure itself when it fits in a word (`Inline`), else a pointer from
-    /// `Box::into_raw` (`Boxed`). It is consumed exactly once: by `call` (which
-    /// skips `Drop`) or by `Drop`.
-    data: MaybeUninit<usize>,
-    vtable: &'static VTable,
+    /// the closure itself when it fits in `W` words (`Inline`), else, in the first
+    /// word, a pointer from `Box::into_raw` (`Boxed`). It is consumed exactly once: by
+    /// `call` (which skips `Drop`) or by `Drop`.
+    data: Words<W>,
+    vtable: &'static VTable<W>,
     _marker: PhantomData<M>,
 }
 
-/// Whether `F` can live in the data word.
-const fn fits<F>() -> bool {
-    size_of::<F>() <= size_of::<usize>() && align_of::<F>() <= align_of::<usize>()
+/// Whether `F` can live in `W` data words.
+const fn fits<F, const W: usize>() -> bool {
+    size_of::<F>() <= size_of::<[usize; W]>() && align_of::<F>() <= align_of::<usize>()
 }
 
-struct Inline<F>(PhantomData<F>);
+struct Inline<F, const W: usize>(PhantomData<F>);
 
-impl<F: FnOnce(&Loop)> Inline<F> {
-    const VTABLE: VTable = VTable {
+impl<F: FnOnce(&Loop), const W: usize> Inline<F, W> {
+    const VTABLE: VTable<W> = VTable {
         call: Self::call,
         drop: Self::drop,
     };
 
     /// # Safety
-    /// `data` holds a live `F` (written by `Callback::new`), not used again after.
-    unsafe fn call(data: MaybeUninit<usize>, lp: &Loop) {
+    /// `data` holds a live `F` (written by `Thunk::make`), not used again after.
+    unsafe fn call(data: Words<W>, lp: &Loop) {
         // SAFETY: per the contract, `data` holds an `F` that fits (checked by `fits`)
         // and nobody else reads it: we take it by value (a bitwise move).
         let f = unsafe { data.as_ptr().cast::<F>().read() };
@@ -74,46 +85,47 @@ impl<F: FnOnce(&Loop)> Inline<F> {
 
     /// # Safety
     /// As for `call`.
-    unsafe fn drop(data: MaybeUninit<usize>) {
+    unsafe fn drop(data: Words<W>) {
         // SAFETY: as in `call`: the one live `F`, moved out and dropped here.
         drop(unsafe { data.as_ptr().cast::<F>().read() });
     }
 }
 
-struct Boxed<F>(PhantomData<F>);
+struct Boxed<F, const W: usize>(PhantomData<F>);
 
-impl<F: FnOnce(&Loop)> Boxed<F> {
-    const VTABLE: VTable = VTable {
+impl<F: FnOnce(&Loop), const W: usize> Boxed<F, W> {
+    const VTABLE: VTable<W> = VTable {
         call: Self::call,
         drop: Self::drop,
     };
 
     /// # Safety
-    /// `data` holds a pointer from `Box::<F>::into_raw`, not used again after.
-    unsafe fn call(data: MaybeUninit<usize>, lp: &Loop) {
-        // SAFETY: per the contract, the pointer came from `Box::into_raw` and is
-        // turned back into its box exactly once.
-        let f = unsafe { Box::from_raw(data.assume_init() as *mut F) };
+    /// The first word of `data` holds a pointer from `Box::<F>::into_raw`, not used
+    /// again after.
+    unsafe fn call(data: Words<W>, lp: &Loop) {
+        // SAFETY: per the contract, the first word was written by `Thunk::make` with a
+        // pointer from `Box::into_raw`, turned back into its box exactly once.
+        let f = unsafe { Box::from_raw(data.as_ptr().cast::<*mut F>().read()) };
         f(lp)
     }
 
     /// # Safety
     /// As for `call`.
-    unsafe fn drop(data: MaybeUninit<usize>) {
+    unsafe fn drop(data: Words<W>) {
         // SAFETY: as in `call`.
-        drop(unsafe { Box::from_raw(data.assume_init() as *mut F) });
+        drop(unsafe { Box::from_raw(data.as_ptr().cast::<*mut F>().read()) });
     }
 }
 
-impl Thunk<Local> {
-    /// Stores `f`, inline if it fits in a word.
+impl<const W: usize> Thunk<Local, W> {
+    /// Stores `f`, inline if it fits in `W` words.
     #[inline]
-    pub(crate) fn new<F: FnOnce(&Loop) + 'static>(f: F) -> Callback {
+    pub(crate) fn new<F: FnOnce(&Loop) + 'static>(f: F) -> Thunk<Local, W> {
         Thunk::make(f)
     }
 }
 
-impl Thunk<Sendable> {
+impl Thunk<Sendable, 1> {
     /// Stores a `Send` closure, inline if it fits in a word.
     #[inline]
     pub(crate) fn new_send<F: FnOnce(&Loop) + Send + 'static>(f: F) -> SendCallback {
@@ -121,23 +133,27 @@ impl Thunk<Sendable> {
     }
 }
 
-impl<M> Thunk<M> {
+impl<M, const W: usize> Thunk<M, W> {
     #[inline]
-    fn make<F: FnOnce(&Loop) + 'static>(f: F) -> Thunk<M> {
+    fn make<F: FnOnce(&Loop) + 'static>(f: F) -> Thunk<M, W> {
         let f = ManuallyDrop::new(f);
-        let mut data = MaybeUninit::<usize>::uninit();
-        let vtable = if fits::<F>() {
-            // SAFETY: `F` fits in the word (size and alignment checked by `fits`); the
+        let mut data = Words::<W>::uninit();
+        let vtable = if fits::<F, W>() {
+            // SAFETY: `F` fits in the words (size and alignment checked by `fits`); the
             // closure is moved in (`f` is never dropped: ManuallyDrop).
             unsafe {
                 data.as_mut_ptr()
                     .cast::<F>()
                     .write(ManuallyDrop::into_inner(f))
             };
-            &Inline::<F>::VTABLE
+            &Inline::<F, W>::VTABLE
         } else {
-            data.write(Box::into_raw(Box::new(ManuallyDrop::into_inner(f))) as usize);
-            &Boxed::<F>::VTABLE
+            const { assert!(W >= 1, "a Thunk needs a word for a box pointer") };
+            let boxed = Box::into_raw(Box::new(ManuallyDrop::into_inner(f)));
+            // SAFETY: a pointer fits in the first word (`W >= 1`, asserted above),
+            // which is aligned for it (the words are `usize`s).
+            unsafe { data.as_mut_ptr().cast::<*mut F>().write(boxed) };
+            &Boxed::<F, W>::VTABLE
         };
         Thunk {
             data,
@@ -157,7 +173,7 @@ impl<M> Thunk<M> {
     }
 }
 
-impl<M> Drop for Thunk<M> {
+impl<M, const W: usize> Drop for Thunk<M, W> {
     fn drop(&mut self) {
         // SAFETY: the closure was not called (`call` skips this), so it is live and
         // dropped here exactly once.
@@ -186,13 +202,19 @@ mod tests {
 
     #[test]
     fn what_fits_in_a_word() {
-        assert!(fits::<()>());
-        assert!(fits::<Rc<u8>>());
-        assert!(fits::<Box<[u8]>>() == (size_of::<Box<[u8]>>() <= 8));
-        assert!(fits::<u64>());
-        assert!(!fits::<(u64, u64)>());
-        assert!(!fits::<u128>(), "too large");
+        assert!(fits::<(), 1>());
+        assert!(fits::<Rc<u8>, 1>());
+        assert!(fits::<Box<[u8]>, 1>() == (size_of::<Box<[u8]>>() <= 8));
+        assert!(fits::<u64, 1>());
+        assert!(!fits::<(u64, u64), 1>());
+        assert!(
+            fits::<(std::time::Instant, u64), 3>(),
+            "a deadline and a word fit a timer"
+        );
+        assert!(!fits::<[u64; 4], 3>());
+        assert!(!fits::<u128, 1>(), "too large");
         assert_eq!(size_of::<Callback>(), 2 * size_of::<usize>());
+        assert_eq!(size_of::<TimerCallback>(), 4 * size_of::<usize>());
     }
 
     #[test]
@@ -289,6 +311,54 @@ mod tests {
         large.call(&lp);
         assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 11);
         assert_eq!(std::sync::Arc::strong_count(&hits), 1, "captures dropped");
+    }
+
+    #[test]
+    fn a_timer_callback_runs_or_drops_its_capture_once_inline_or_boxed() {
+        let lp = lp();
+        assert!(fits::<(Rc<u8>, std::time::Instant), 3>());
+        assert!(!fits::<(Rc<u8>, [u64; 3]), 3>());
+        for (boxed, call) in [(false, true), (false, false), (true, true), (true, false)] {
+            let drops = Rc::new(Cell::new(0));
+            let ran = Rc::new(Cell::new(0u64));
+            let (t, r) = (Token(drops.clone()), ran.clone());
+            let cb = if boxed {
+                let pay = [1u64, 2, 3];
+                TimerCallback::new(move |_| {
+                    let _t = &t;
+                    r.set(pay.iter().sum());
+                })
+            } else {
+                // Two words: inline.
+                TimerCallback::new(move |_| {
+                    let _t = &t;
+                    r.set(1);
+                })
+            };
+            if call {
+                cb.call(&lp);
+                assert_eq!(ran.get(), if boxed { 6 } else { 1 });
+            } else {
+                drop(cb);
+                assert_eq!(ran.get(), 0);
+            }
+            assert_eq!(drops.get(), 1, "boxed {boxed}, called {call}");
+        }
+        // Inline for real: a closure of exactly three words.
+        let drops = Rc::new(Cell::new(0));
+        let t = Token(drops.clone());
+        let (a, b) = (std::time::Instant::now(), 7u32);
+        let f = move |_: &Loop| {
+            let _t = &t;
+            assert_eq!(b, 7);
+            let _ = a;
+        };
+        fn fits_val<F, const W: usize>(_: &F) -> bool {
+            fits::<F, W>()
+        }
+        assert!(fits_val::<_, 3>(&f) && !fits_val::<_, 1>(&f));
+        TimerCallback::new(f).call(&lp);
+        assert_eq!(drops.get(), 1);
     }
 
     #[test]

@@ -244,6 +244,34 @@ pub(crate) const LAST: u64 = u64::MAX - 1;
 pub(crate) const NEVER: u64 = u64::MAX;
 
 /// A duration in whole nanoseconds, saturating (u64 nanoseconds last 584 years).
+#[inline]
 pub(crate) fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    // In 64-bit arithmetic (`as_nanos` is a 128-bit product): this runs per `call_at`.
+    d.as_secs()
+        .checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(u64::from(d.subsec_nanos())))
+        .unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nanos_is_exact_then_saturates() {
+        for d in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::new(1, 999_999_999),
+            Duration::from_nanos(u64::MAX),
+            Duration::new(u64::MAX / 1_000_000_000, 0),
+        ] {
+            assert_eq!(nanos(d), u64::try_from(d.as_nanos()).unwrap(), "{d:?}");
+        }
+        assert_eq!(
+            nanos(Duration::from_nanos(u64::MAX) + Duration::from_nanos(1)),
+            u64::MAX
+        );
+        assert_eq!(nanos(Duration::MAX), u64::MAX);
+    }
 }

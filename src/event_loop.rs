@@ -10,6 +10,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::callback::TimerCallback;
 use crate::capacity::{Peak, WINDOW};
 use crate::clock::{Clock, NEVER, nanos};
 use crate::errors::{Error, ErrorContext, default_exception_handler};
@@ -380,7 +381,7 @@ impl Loop {
             let h = Handle::refused();
             return TimerHandle::new(h, instant);
         }
-        self.schedule_timer(when, instant, Some(now), Callback::new(f), location)
+        self.schedule_timer(when, instant, Some(now), TimerCallback::new(f), location)
     }
 
     /// Schedules `f` to run at `when` on the loop's clock (at once if `when` has
@@ -397,7 +398,7 @@ impl Loop {
             return TimerHandle::new(h, when);
         }
         let ns = self.inner.clock.ns_of(when);
-        self.schedule_timer(ns, when, None, Callback::new(f), location)
+        self.schedule_timer(ns, when, None, TimerCallback::new(f), location)
     }
 
     fn schedule_timer(
@@ -405,7 +406,7 @@ impl Loop {
         when: u64,
         instant: Instant,
         now: Option<u64>,
-        f: Callback,
+        f: TimerCallback,
         location: &'static Location<'static>,
     ) -> TimerHandle {
         let (key, id) = self.inner.timers.borrow_mut().insert(when, f, location);

@@ -1,18 +1,19 @@
 //! The timer store: deadlines ordered by time, then by scheduling order.
 //!
-//! Callbacks live in a slab under `(key, id)`; a binary min-heap orders
-//! `(when, id, key)`. `when` is in nanoseconds of the loop's clock; `id` grows with
-//! every timer, so equal deadlines pop in the order they were scheduled. Cancelling
-//! removes the slot in O(1) (dropping the closure at once) and leaves a *stale* heap
-//! entry behind, skipped when it reaches the top. Stale entries are counted, and the
-//! heap is rebuilt without them once they are half of it or more, so endless
-//! schedule-and-cancel cycles keep memory flat.
+//! Callbacks live in a slab under `(key, id)`; [`order`] keeps `(when, id, key)`
+//! entries in deadline order (a sorted run for timers scheduled in deadline order,
+//! the usual case, beside a 4-ary heap for the others). `when` is in nanoseconds of
+//! the loop's clock; `id` grows with every timer, so equal deadlines pop in the order
+//! they were scheduled. Cancelling removes the slot in O(1) (dropping the closure at
+//! once) and leaves a *stale* entry in the order, skipped when it reaches the front.
+//! Stale entries are counted, and the order is rebuilt without them once they are
+//! half of it or more, so endless schedule-and-cancel cycles keep memory flat.
 //!
-//! A timer that fires leaves the heap but keeps its slot until its callback is taken
+//! A timer that fires leaves the order but keeps its slot until its callback is taken
 //! to run, so that it can still be cancelled from the ready queue.
 //!
 //! Memory: once use falls (a burst of timers fired or was cancelled), [`Timers::trim`]
-//! gives the heap's room back and the slab's vacant tail (see `crate::capacity`). The
+//! gives the order's room back and the slab's vacant tail (see `crate::capacity`). The
 //! slab cannot shrink below its highest live key, since handles name slots by key.
 //!
 //! A deadline of [`NEVER`] (beyond the clock's range) is kept like any other, so that
@@ -25,111 +26,13 @@ use std::panic::Location;
 
 use slab::Slab;
 
+use crate::callback::TimerCallback;
 use crate::capacity::{Peak, is_oversized};
 use crate::clock::NEVER;
-use crate::ready::{Callback, key_u32};
+use crate::ready::key_u32;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct TimerEntry {
-    when: u64,
-    id: u64,
-    key: u32,
-}
-
-impl TimerEntry {
-    /// Earlier deadline first; equal deadlines in scheduling order.
-    #[inline]
-    fn before(&self, other: &TimerEntry) -> bool {
-        (self.when, self.id) < (other.when, other.id)
-    }
-}
-
-/// A 4-ary min-heap of timer entries: half the depth of a binary heap, and the four
-/// children of a node are adjacent, so a pop touches fewer cache lines (the heap of a
-/// loop with 200,000 timers is megabytes).
-#[derive(Default)]
-struct QuadHeap {
-    v: Vec<TimerEntry>,
-}
-
-impl QuadHeap {
-    fn len(&self) -> usize {
-        self.v.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.v.is_empty()
-    }
-
-    fn peek(&self) -> Option<&TimerEntry> {
-        self.v.first()
-    }
-
-    fn capacity(&self) -> usize {
-        self.v.capacity()
-    }
-
-    fn shrink_to(&mut self, n: usize) {
-        self.v.shrink_to(n);
-    }
-
-    fn push(&mut self, e: TimerEntry) {
-        let mut i = self.v.len();
-        self.v.push(e);
-        while i > 0 {
-            let parent = (i - 1) / 4;
-            if !e.before(&self.v[parent]) {
-                break;
-            }
-            self.v[i] = self.v[parent];
-            i = parent;
-        }
-        self.v[i] = e;
-    }
-
-    fn pop(&mut self) -> Option<TimerEntry> {
-        let last = self.v.pop()?;
-        if self.v.is_empty() {
-            return Some(last);
-        }
-        let top = self.v[0];
-        self.sift_down(0, last);
-        Some(top)
-    }
-
-    /// Puts `e` at `i` (a hole) and moves it down to its place.
-    fn sift_down(&mut self, mut i: usize, e: TimerEntry) {
-        let n = self.v.len();
-        loop {
-            let first = 4 * i + 1;
-            if first >= n {
-                break;
-            }
-            let last = (first + 4).min(n);
-            let mut best = first;
-            for c in first + 1..last {
-                if self.v[c].before(&self.v[best]) {
-                    best = c;
-                }
-            }
-            if !self.v[best].before(&e) {
-                break;
-            }
-            self.v[i] = self.v[best];
-            i = best;
-        }
-        self.v[i] = e;
-    }
-
-    /// Keeps the entries for which `keep` holds, and restores the heap order.
-    fn retain(&mut self, keep: impl FnMut(&TimerEntry) -> bool) {
-        self.v.retain(keep);
-        for i in (0..self.v.len().div_ceil(4)).rev() {
-            let e = self.v[i];
-            self.sift_down(i, e);
-        }
-    }
-}
+mod order;
+use order::{Order, TimerEntry};
 
 /// Below this size the heap is never compacted: rebuilding would cost more than
 /// the stale entries do.
@@ -138,7 +41,7 @@ const COMPACT_MIN: usize = 64;
 /// A scheduled timer's callback.
 pub(crate) struct TimerSlot {
     id: u64,
-    pub(crate) callback: Callback,
+    pub(crate) callback: TimerCallback,
     pub(crate) location: &'static Location<'static>,
     /// Still in the heap (not yet fired): a cancel leaves a stale heap entry.
     pub(crate) in_heap: bool,
@@ -154,7 +57,7 @@ impl TimerSlot {
 /// The timer store. See the module docs.
 pub(crate) struct Timers {
     slots: Slab<TimerSlot>,
-    heap: QuadHeap,
+    order: Order,
     /// How many heap entries refer to cancelled timers. Invariant: `stale <= heap.len()`.
     stale: usize,
     next_id: u64,
@@ -171,7 +74,7 @@ impl Timers {
     pub(crate) fn new() -> Timers {
         Timers {
             slots: Slab::new(),
-            heap: QuadHeap::default(),
+            order: Order::default(),
             stale: 0,
             next_id: 0,
             slot_peak: Peak::default(),
@@ -184,7 +87,7 @@ impl Timers {
     pub(crate) fn insert(
         &mut self,
         when: u64,
-        callback: Callback,
+        callback: TimerCallback,
         location: &'static Location<'static>,
     ) -> (u32, u64) {
         let id = self.next_id;
@@ -195,7 +98,7 @@ impl Timers {
             location,
             in_heap: true,
         }));
-        self.heap.push(TimerEntry { when, id, key });
+        self.order.push(TimerEntry { when, id, key });
         (key, id)
     }
 
@@ -213,9 +116,9 @@ impl Timers {
         let slot = self.remove(key);
         if slot.in_heap {
             self.stale += 1;
-            if self.heap.len() >= COMPACT_MIN && self.stale * 2 >= self.heap.len() {
+            if self.order.len() >= COMPACT_MIN && self.stale * 2 >= self.order.len() {
                 let slots = &self.slots;
-                self.heap.retain(|e| Self::is_live(slots, e.key, e.id));
+                self.order.retain(|e| Self::is_live(slots, e.key, e.id));
                 self.stale = 0;
             }
         }
@@ -250,11 +153,11 @@ impl Timers {
     pub(crate) fn pop_expired(&mut self, now: u64, mut fire: impl FnMut(u32, u64)) -> u64 {
         debug_assert!(now < NEVER, "a clock never reads NEVER");
         let mut fired = 0;
-        while let Some(top) = self.heap.peek() {
+        while let Some(top) = self.order.peek() {
             if top.when > now {
                 break;
             }
-            let e = self.heap.pop().expect("peeked");
+            let e = self.order.pop().expect("peeked");
             match self.slots.get_mut(e.key as usize) {
                 Some(slot) if slot.id == e.id => {
                     slot.in_heap = false;
@@ -271,11 +174,11 @@ impl Timers {
     /// `None` if there is none, or only timers that never come due ([`NEVER`]: the
     /// earliest is the top, so every other is `NEVER` too).
     pub(crate) fn next_deadline(&mut self) -> Option<u64> {
-        while let Some(top) = self.heap.peek() {
+        while let Some(top) = self.order.peek() {
             if Self::is_live(&self.slots, top.key, top.id) {
                 return (top.when != NEVER).then_some(top.when);
             }
-            self.heap.pop();
+            self.order.pop();
             self.stale = self.stale.saturating_sub(1);
         }
         None
@@ -283,20 +186,20 @@ impl Timers {
 
     /// Whether no timer waits in the heap (fired ones may still wait to run).
     pub(crate) fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.order.is_empty()
     }
 
     /// Entries in the heap, stale ones included.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.heap.len()
+        self.order.len()
     }
 
     /// Records the present number of timers as a use (once per iteration).
     #[inline]
     pub(crate) fn note_use(&mut self) {
         self.slot_peak.note(self.slots.len());
-        self.heap_peak.note(self.heap.len());
+        self.heap_peak.note(self.order.len());
     }
 
     /// Ends a window of use: gives back the room a past burst of timers needed. The
@@ -305,14 +208,14 @@ impl Timers {
     pub(crate) fn trim(&mut self) {
         if let Some(keep) = self
             .heap_peak
-            .end_window(self.heap.capacity(), self.heap.len())
+            .end_window(self.order.capacity(), self.order.len())
         {
             if self.stale > 0 {
                 let slots = &self.slots;
-                self.heap.retain(|e| Self::is_live(slots, e.key, e.id));
+                self.order.retain(|e| Self::is_live(slots, e.key, e.id));
                 self.stale = 0;
             }
-            self.heap.shrink_to(keep);
+            self.order.shrink_to(keep);
         }
         let target = self
             .slot_peak
@@ -337,7 +240,7 @@ impl Timers {
     /// Whether the store holds room that [`trim`](Timers::trim) would give back if
     /// its use stays as it is now.
     pub(crate) fn is_oversized(&self) -> bool {
-        is_oversized(self.heap.capacity(), self.heap.len())
+        is_oversized(self.order.capacity(), self.order.len())
             || (!self.slab_is_pinned() && is_oversized(self.slots.capacity(), self.slots.len()))
     }
 
@@ -349,13 +252,13 @@ impl Timers {
 
     /// The slab's and the heap's capacities, in entries.
     pub(crate) fn capacities(&self) -> (usize, usize) {
-        (self.slots.capacity(), self.heap.capacity())
+        (self.slots.capacity(), self.order.capacity())
     }
 
     /// Forgets every timer, handing the callbacks back to be dropped by the caller.
     /// The heap's buffer goes too.
     pub(crate) fn clear(&mut self) -> Slab<TimerSlot> {
-        self.heap = QuadHeap::default();
+        self.order = Order::default();
         self.stale = 0;
         self.pinned_by = None;
         std::mem::take(&mut self.slots)
@@ -366,8 +269,8 @@ impl Timers {
 mod tests {
     use super::*;
 
-    fn noop() -> Callback {
-        Callback::new(|_| {})
+    fn noop() -> TimerCallback {
+        TimerCallback::new(|_| {})
     }
 
     fn at(t: &mut Timers, when: u64) -> (u32, u64) {
@@ -378,33 +281,6 @@ mod tests {
         let mut got = vec![];
         t.pop_expired(now, |_, id| got.push(id));
         got
-    }
-
-    #[test]
-    fn quad_heap_pops_sorted() {
-        let mut h = QuadHeap::default();
-        let mut x = 12345u64;
-        let mut all = vec![];
-        for id in 0..2000u64 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let e = TimerEntry {
-                when: x % 97,
-                id,
-                key: id as u32,
-            };
-            all.push(e);
-            h.push(e);
-        }
-        h.retain(|e| e.id % 3 != 0);
-        all.retain(|e| e.id % 3 != 0);
-        all.sort_by_key(|e| (e.when, e.id));
-        let mut got = vec![];
-        while let Some(e) = h.pop() {
-            got.push(e);
-        }
-        assert_eq!(got, all);
     }
 
     #[test]
