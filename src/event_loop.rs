@@ -779,7 +779,7 @@ impl Inner {
             Target::Timer { key, id } => {
                 let slot = inner.timers.borrow_mut().cancel(key, id);
                 if let Some(slot) = slot {
-                    if slot.in_heap {
+                    if slot.in_heap() {
                         add(&inner.stats.timers_cancelled, 1);
                     }
                     let location = slot.location;

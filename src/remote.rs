@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use crate::Loop;
 use crate::call_cell;
 use crate::callback::SendCallback;
-use crate::capacity::shrink_target;
+use crate::capacity::{FLOOR, shrink_target};
 use crate::errors::Error;
 use crate::event_loop::local_loop;
 use crate::handle::RemoteHandle;
@@ -116,7 +116,14 @@ impl RemoteCall for CallCell {
 
 /// How many spent cells a loop keeps for reuse (the loop holds no more than this
 /// many waiting to go back either), and how many a thread takes at once.
-pub(crate) const POOL_MAX: usize = 4096;
+///
+/// Large enough that producers far ahead of the loop (a queue tens of thousands of
+/// calls deep) reuse cells instead of allocating each call's and having the loop
+/// free it: a cross-thread `free` is the loop's costliest step of a threadsafe call.
+/// The pool is trimmed like the loop's buffers: at the end of a window of use it
+/// keeps no more cells than that window's largest drain needed (see
+/// [`Shared::trim_pool`]), so an idle loop holds at most `capacity::FLOOR` of them.
+pub(crate) const POOL_MAX: usize = 65_536;
 const CACHE_REFILL: usize = 32;
 
 thread_local! {
@@ -237,6 +244,31 @@ impl Shared {
         pool.extend(cells.drain(..n));
         drop(pool);
         cells.clear();
+    }
+
+    /// Loop side, at the end of a window of use: keeps at most `keep` spent cells
+    /// (the window's largest drain; at least `capacity::FLOOR`) and frees the rest
+    /// outside the lock. Returns how many it kept.
+    pub(crate) fn trim_pool(&self, keep: usize) -> usize {
+        let keep = keep.max(FLOOR);
+        let mut pool = self.pool.lock();
+        let excess = if pool.len() > keep {
+            pool.split_off(keep)
+        } else {
+            Vec::new()
+        };
+        if let Some(room) = shrink_target(pool.capacity(), keep) {
+            pool.shrink_to(room);
+        }
+        let kept = pool.len();
+        drop(pool);
+        drop(excess); // spent cells: no closure, nothing but memory
+        kept
+    }
+
+    /// How many spent cells the pool holds.
+    pub(crate) fn pool_len(&self) -> usize {
+        self.pool.lock().len()
     }
 
     /// Sends a task's wake from another thread (no allocation), unless one for the

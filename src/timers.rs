@@ -38,19 +38,30 @@ use order::{Order, TimerEntry};
 /// the stale entries do.
 const COMPACT_MIN: usize = 64;
 
-/// A scheduled timer's callback.
+/// A scheduled timer's callback. Six words: the closure (inline up to three words,
+/// see `TimerCallback`), its location, and the id with the pending flag.
 pub(crate) struct TimerSlot {
-    id: u64,
+    /// The timer's id in the low 63 bits; the top bit ([`PENDING`]) is set while it
+    /// is still in the order (not yet fired), where a cancel leaves a stale entry.
+    /// Ids count timers from 0, so they never reach the top bit.
+    id_pending: u64,
     pub(crate) callback: TimerCallback,
     pub(crate) location: &'static Location<'static>,
-    /// Still in the heap (not yet fired): a cancel leaves a stale heap entry.
-    pub(crate) in_heap: bool,
 }
+
+/// The pending flag of [`TimerSlot::id_pending`].
+const PENDING: u64 = 1 << 63;
 
 impl TimerSlot {
     /// The timer's id (unique in its store, growing with each timer).
     pub(crate) fn id(&self) -> u64 {
-        self.id
+        self.id_pending & !PENDING
+    }
+
+    /// Whether the timer is still in the order (it has not fired): cancelling it
+    /// left a stale entry there.
+    pub(crate) fn in_heap(&self) -> bool {
+        self.id_pending & PENDING != 0
     }
 }
 
@@ -92,18 +103,18 @@ impl Timers {
     ) -> (u32, u64) {
         let id = self.next_id;
         self.next_id += 1;
+        debug_assert!(id < PENDING, "ids never reach the flag bit");
         let key = key_u32(self.slots.insert(TimerSlot {
-            id,
+            id_pending: id | PENDING,
             callback,
             location,
-            in_heap: true,
         }));
         self.order.push(TimerEntry { when, id, key });
         (key, id)
     }
 
     fn is_live(slots: &Slab<TimerSlot>, key: u32, id: u64) -> bool {
-        matches!(slots.get(key as usize), Some(s) if s.id == id)
+        matches!(slots.get(key as usize), Some(s) if s.id() == id)
     }
 
     /// Cancels the timer `(key, id)` if it has not run: its slot is handed back for
@@ -114,7 +125,7 @@ impl Timers {
             return None;
         }
         let slot = self.remove(key);
-        if slot.in_heap {
+        if slot.in_heap() {
             self.stale += 1;
             if self.order.len() >= COMPACT_MIN && self.stale * 2 >= self.order.len() {
                 let slots = &self.slots;
@@ -159,8 +170,8 @@ impl Timers {
             }
             let e = self.order.pop().expect("peeked");
             match self.slots.get_mut(e.key as usize) {
-                Some(slot) if slot.id == e.id => {
-                    slot.in_heap = false;
+                Some(slot) if slot.id() == e.id => {
+                    slot.id_pending = e.id; // fired: no longer pending
                     fire(e.key, e.id);
                     fired += 1;
                 }
@@ -362,6 +373,27 @@ mod tests {
             t.cancel(low.0, low.1).is_some(),
             "the survivor's key still works"
         );
+    }
+
+    #[test]
+    fn a_slot_is_six_words() {
+        assert_eq!(
+            std::mem::size_of::<TimerSlot>(),
+            6 * std::mem::size_of::<usize>()
+        );
+    }
+
+    #[test]
+    fn cancelling_a_fired_timer_leaves_no_stale_count_behind() {
+        let mut t = Timers::new();
+        let (k, i) = at(&mut t, 1);
+        assert!(t.slots[k as usize].in_heap());
+        assert_eq!(expired(&mut t, 1), vec![i]);
+        assert!(!t.slots[k as usize].in_heap(), "fired: out of the order");
+        assert_eq!(t.slots[k as usize].id(), i, "the id survives the flag");
+        let slot = t.cancel(k, i).unwrap();
+        assert!(!slot.in_heap());
+        assert_eq!(t.stale, 0);
     }
 
     #[test]

@@ -88,13 +88,13 @@ fn the_threadsafe_queue_gives_a_bursts_buffers_back_on_an_idle_loop() {
             "remote_shards",
             "remote_drained",
             "remote_recycled",
+            "remote_pool",
             "ready",
         ]
         .iter()
         .all(|n| capacity(lp, n) <= MODEST)
     });
     assert!(back, "kept {:?}", lp.debug_buffer_capacities());
-    assert!(capacity(&lp, "remote_pool") <= 4096, "the pool is bounded");
 
     // The queue still works, and grows again as needed.
     let ran = queue_from_threads(&lp.remote(), 1, 5_000);

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::Loop;
-use crate::capacity::{WINDOW, is_oversized, shrink_target};
+use crate::capacity::{FLOOR, WINDOW, is_oversized, shrink_target};
 use crate::remote::Queued;
 
 impl Loop {
@@ -36,6 +36,8 @@ impl Loop {
         if let Some(keep) = shrink_target(recycled.capacity(), recent.max(recycled.len())) {
             recycled.shrink_to(keep);
         }
+        drop(recycled);
+        inner.shared.trim_pool(recent);
     }
 
     /// How long an idle loop may block before a window ends, when it holds memory
@@ -47,7 +49,8 @@ impl Loop {
             || inner.timers.borrow().is_oversized()
             || is_oversized(inner.drained.borrow().capacity(), 0)
             || is_oversized(inner.recycled.borrow().capacity(), 0)
-            || is_oversized(inner.shard_capacity.get(), 0);
+            || is_oversized(inner.shard_capacity.get(), 0)
+            || inner.shared.pool_len() > FLOOR;
         if !spare {
             return None;
         }
