@@ -73,11 +73,21 @@ impl<T, Id: Copy> Completion<T, Id> {
     }
 
     /// Blocks until the result is there, and takes it.
+    ///
+    /// # Panics
+    /// If the result was taken before (a poll returned it): waiting would never end.
     pub(crate) fn wait(&self) -> T {
         let mut slot = self.slot.lock();
         loop {
             if let Some(r) = slot.result.take() {
                 return r;
+            }
+            if slot.finished {
+                drop(slot);
+                panic!(
+                    "RemoteTask::wait after an .await or poll already returned the \
+                     task's output: the output is handed out once"
+                );
             }
             self.done.wait(&mut slot);
         }

@@ -4,7 +4,7 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
@@ -843,6 +843,36 @@ impl Drop for Inner {
         let addr = Arc::as_ptr(&self.shared) as usize;
         let _ = OWNED.try_with(|o| o.borrow_mut().retain(|(a, _, _)| *a != addr));
         unregister_loop(self.loop_id);
+    }
+}
+
+/// The loop's pollable fd ([`Loop::as_raw_fd`]) as a borrowed fd, for hosts that
+/// take `AsFd` (tokio's `AsyncFd`, calloop's `Generic`, `rustix`/`nix` poll calls).
+/// The fd is the loop's epoll instance: it stays open, `close()` included, until the
+/// last `Loop` handle is dropped, so a `BorrowedFd` that borrows a `Loop` is valid for
+/// as long as the borrow.
+///
+/// ```
+/// use std::os::fd::{AsFd, AsRawFd};
+/// let lp = evloop::Loop::new().unwrap();
+/// assert_eq!(lp.as_fd().as_raw_fd(), lp.as_raw_fd());
+/// lp.close().unwrap();
+/// assert!(lp.as_fd().as_raw_fd() >= 0, "still open after close()");
+/// ```
+impl AsFd for Loop {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        let fd = self.as_raw_fd();
+        // SAFETY: `fd` is the epoll instance of `self.inner.io`, which is created with
+        // the loop and never replaced or closed before `Inner` drops; `&self` keeps an
+        // `Rc` to `Inner` alive for the borrow's lifetime.
+        unsafe { BorrowedFd::borrow_raw(fd) }
+    }
+}
+
+/// [`Loop::as_raw_fd`] through the standard trait.
+impl AsRawFd for Loop {
+    fn as_raw_fd(&self) -> RawFd {
+        Loop::as_raw_fd(self)
     }
 }
 

@@ -191,7 +191,10 @@ impl<T> RemoteTask<T> {
     /// Blocks this thread until the task is done, and returns its output.
     ///
     /// # Panics
-    /// On the loop's own thread, where waiting would deadlock: `.await` it there.
+    /// On the loop's own thread, where waiting would deadlock: `.await` it there. And
+    /// if a poll of this `RemoteTask` (an `.await` that was then abandoned, say)
+    /// already returned the output, which is handed out once: waiting for it again
+    /// would block forever.
     pub fn wait(self) -> Result<T, TaskError> {
         self.check_thread();
         self.state.slot.wait()

@@ -27,6 +27,32 @@ fn fd_is_readable_when_a_callback_is_ready() {
     assert_eq!(ran.get(), 1);
 }
 
+/// A host that takes `impl AsFd` (as tokio's `AsyncFd` or calloop's `Generic` do)
+/// waits on the loop itself; the fd stays open through `close()`.
+#[test]
+fn the_loop_is_an_as_fd_source_open_through_close() {
+    use std::os::fd::AsFd;
+    fn host_waits(source: &impl AsFd) -> bool {
+        poll_readable(source.as_fd().as_raw_fd(), GENEROUS)
+    }
+    let lp = Loop::new().unwrap();
+    assert_eq!(lp.as_fd().as_raw_fd(), lp.as_raw_fd());
+    let ran = Counter::new();
+    let r = ran.clone();
+    lp.call_soon(move |_| r.inc());
+    assert!(host_waits(&lp));
+    lp.run_once(ZERO).unwrap();
+    assert_eq!(ran.get(), 1);
+    let fd = lp.as_fd().as_raw_fd();
+    lp.close().unwrap();
+    // SAFETY: F_GETFD only reads the descriptor's flags; any number is a valid
+    // argument (one that is not open gives -1).
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    assert_ne!(flags, -1, "the fd is open after close()");
+    // (That it closes with the loop is not checked here: other tests of this binary
+    // run in parallel and may reuse the number at once.)
+}
+
 #[test]
 fn fd_is_readable_when_a_callback_scheduled_by_a_callback_waits() {
     let lp = Loop::new().unwrap();

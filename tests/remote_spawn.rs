@@ -6,6 +6,7 @@
 mod futures_util;
 mod util;
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::thread;
@@ -512,6 +513,39 @@ fn wait_on_the_loop_thread_panics() {
     let lp = Loop::new().unwrap();
     let task = lp.remote().spawn(async { 1 }).unwrap();
     let _ = task.wait();
+}
+
+/// Once a poll handed the output out, `wait` has nothing to wait for: it panics with
+/// a message instead of blocking the thread forever.
+#[test]
+fn wait_after_a_poll_took_the_output_panics_instead_of_hanging() {
+    let lp = Loop::new().unwrap();
+    let out = with_loop_running(&lp, |remote| {
+        let mut task = remote.spawn(async { 5 }).unwrap();
+        // Poll by hand (as an abandoned `.await` would) until the output comes out.
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let started = std::time::Instant::now();
+        let first = loop {
+            if let std::task::Poll::Ready(r) = std::pin::Pin::new(&mut task).poll(&mut cx) {
+                break r.unwrap();
+            }
+            assert!(started.elapsed() < GENEROUS, "the task never finished");
+            thread::sleep(Duration::from_millis(1));
+        };
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.wait()));
+        (first, waited.map_err(|p| panic_text(&*p)))
+    });
+    assert_eq!(out.0, 5);
+    let msg = out.1.expect_err("wait must panic, not return");
+    assert!(msg.contains("handed out once"), "got {msg:?}");
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }
 
 /// `Send + Sync`, as the contract says.
