@@ -378,8 +378,7 @@ impl Loop {
         let when = now.saturating_add(nanos(delay));
         let instant = self.inner.clock.instant_at(when);
         if self.closing_drops("call_later") {
-            let h = Handle::refused();
-            return TimerHandle::new(h, instant);
+            return TimerHandle::refused(instant);
         }
         self.schedule_timer(when, instant, Some(now), TimerCallback::new(f), location)
     }
@@ -394,8 +393,7 @@ impl Loop {
     pub fn call_at(&self, when: Instant, f: impl FnOnce(&Loop) + 'static) -> TimerHandle {
         let location = Location::caller();
         if self.closing_drops("call_at") {
-            let h = Handle::refused();
-            return TimerHandle::new(h, when);
+            return TimerHandle::refused(when);
         }
         let ns = self.inner.clock.ns_of(when);
         self.schedule_timer(ns, when, None, TimerCallback::new(f), location)
@@ -419,8 +417,7 @@ impl Loop {
                 log::error!("evloop: cannot arm the timer fd: {e}");
             }
         }
-        let handle = Handle::new(self.inner.handles.clone(), Target::Timer { key, id });
-        TimerHandle::new(handle, instant)
+        TimerHandle::new(self.inner.handles.clone(), key, id, instant)
     }
 
     /// A handle for other threads: `Send + Sync + Clone`.

@@ -298,3 +298,13 @@ fn cancelling_most_timers_keeps_the_others_in_order() {
     expected.sort();
     assert_eq!(fired.get(), expected);
 }
+
+/// Programs keep a handle per pending timer (a timeout per request): it stays small.
+#[test]
+fn a_timer_handle_is_five_words() {
+    assert!(
+        std::mem::size_of::<evloop::TimerHandle>() <= 5 * std::mem::size_of::<usize>(),
+        "TimerHandle grew to {} bytes",
+        std::mem::size_of::<evloop::TimerHandle>()
+    );
+}
