@@ -114,6 +114,9 @@ fn waker_clone(data: *const ()) -> RawWaker {
 
 fn waker_wake(data: *const ()) {
     let (loop_id, packed) = RunnableId::unpack(data.addr() as u64);
+    if Loop::wake_on_running(loop_id, packed) {
+        return;
+    }
     if let Some(lp) = local_loop_by_id(loop_id) {
         lp.wake_packed(packed);
     } else if let Some(shared) = loop_by_id(loop_id) {
@@ -125,6 +128,10 @@ fn waker_drop(_: *const ()) {}
 
 /// The state of a task that does not depend on its future's type, shared by the loop
 /// (while it runs) and the [`Task`].
+///
+/// Kept small (it is most of an idle task's memory): `Cell`s rather than `RefCell`s
+/// where a value is only ever swapped in and out, and no stored waker (the waker of
+/// a step is a word made from `rid` at each poll, see `task_waker`).
 struct Head<T> {
     lp: WeakLoop,
     rid: RunnableId,
@@ -132,13 +139,15 @@ struct Head<T> {
     result: RefCell<Option<Result<T, TaskError>>>,
     /// Where the task stands: see [`State`], each bit with its invariant.
     state: State,
-    callbacks: RefCell<Vec<TaskCallback<T>>>,
     next_callback: Cell<u32>,
     /// Done-callbacks scheduled but not yet run: an `.await` waits for them, since
     /// it moves the result they are handed.
     callbacks_in_flight: Cell<u32>,
-    awaiter: RefCell<Option<Waker>>,
-    waker: Waker,
+    /// Done-callbacks not yet scheduled. Only ever swapped out whole (`take`) and
+    /// back, never borrowed across user code.
+    callbacks: Cell<Vec<TaskCallback<T>>>,
+    /// The waker of the `.await` of the task, if any; swapped like `callbacks`.
+    awaiter: Cell<Option<Waker>>,
     location: &'static Location<'static>,
 }
 
@@ -171,10 +180,24 @@ impl<T: 'static> Head<T> {
         if matches!(result, Err(TaskError::Cancelled)) {
             self.state.set(State::CANCELLED);
         }
-        *self.result.borrow_mut() = Some(result);
         self.state.set(State::DONE);
         lp.unregister_runnable(self.rid);
-        let callbacks = std::mem::take(&mut *self.callbacks.borrow_mut());
+        let callbacks = self.callbacks.take();
+        if self.state.is(State::DETACHED) && callbacks.is_empty() {
+            // Nobody can ever read the result (no handle, no callback, no awaiter: a
+            // detached task's awaiter was dropped with its handle): drop it now,
+            // with no borrow held, instead of with the cell.
+            if let Err(TaskError::Panicked(p)) = &result
+                && !self.state.insert(State::RETRIEVED)
+            {
+                let ctx = ErrorContext::from_panic("Task exception was never retrieved", &**p)
+                    .with_location(self.location);
+                lp.call_exception_handler(ctx);
+            }
+            drop(result);
+            return;
+        }
+        *self.result.borrow_mut() = Some(result);
         for f in callbacks {
             self.schedule_callback(me, lp, f);
         }
@@ -209,8 +232,7 @@ impl<T: 'static> Head<T> {
     /// Wakes the `.await` of the task, if any (taken first: the waker runs with no
     /// borrow held).
     fn wake_awaiter(&self) {
-        let awaiter = self.awaiter.borrow_mut().take();
-        if let Some(w) = awaiter {
+        if let Some(w) = self.awaiter.take() {
             w.wake();
         }
     }
@@ -273,7 +295,8 @@ impl<F: Future + 'static> Runnable for TaskCell<F> {
             // this cell, which never moves, and it is never moved out of its slot,
             // only dropped in place (`drop_future`) — see the field's invariant.
             let fut = unsafe { Pin::new_unchecked(fut) };
-            let mut cx = Context::from_waker(&head.waker);
+            let waker = task_waker(lp.loop_id(), head.rid);
+            let mut cx = Context::from_waker(&waker);
             catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx)))
         };
         match polled {
@@ -325,8 +348,7 @@ impl<F: Future + 'static> Runnable for TaskCell<F> {
             *head.result.borrow_mut() = Some(Err(TaskError::Cancelled));
             // Dropped one by one with no borrow held: a callback's `Drop` may use the
             // task (or panic, without aborting the process).
-            let callbacks = std::mem::take(&mut *head.callbacks.borrow_mut());
-            for f in callbacks {
+            for f in head.callbacks.take() {
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(f))) {
                     report(panic);
                 }
@@ -381,7 +403,6 @@ impl Loop {
     ) -> Task<F::Output> {
         let dropping = self.closing_drops("create_task");
         let lp = self.downgrade();
-        let loop_id = self.loop_id();
         let cell = self.register_runnable(|rid| {
             Rc::new(TaskCell {
                 head: Head {
@@ -389,11 +410,10 @@ impl Loop {
                     rid,
                     result: RefCell::new(None),
                     state: State::new(State::SCHEDULED),
-                    callbacks: RefCell::new(Vec::new()),
                     next_callback: Cell::new(0),
                     callbacks_in_flight: Cell::new(0),
-                    awaiter: RefCell::new(None),
-                    waker: task_waker(loop_id, rid),
+                    callbacks: Cell::new(Vec::new()),
+                    awaiter: Cell::new(None),
                     location,
                 },
                 future: RefCell::new(Some(fut)),
@@ -457,7 +477,10 @@ impl<T: 'static> Task<T> {
                 None => discard_unrun(None, DROPPED_CALLBACK, Some(f)),
             }
         } else {
-            self.cell.head().callbacks.borrow_mut().push(Box::new(f));
+            let head = self.cell.head();
+            let mut callbacks = head.callbacks.take();
+            callbacks.push(Box::new(f));
+            head.callbacks.set(callbacks);
         }
         CallbackId(u64::from(id))
     }
@@ -499,15 +522,19 @@ impl<T: 'static> Future for Task<T> {
             }
         } else {
             // One awaiter (a `Task` is not `Clone`): keep its latest waker, cloned only
-            // if it would not wake the same task; the one replaced is dropped with no
-            // borrow held.
-            let mut awaiter = cell.awaiter.borrow_mut();
-            let replaced = match &*awaiter {
-                Some(w) if w.will_wake(cx.waker()) => None,
-                _ => awaiter.replace(cx.waker().clone()),
+            // if it would not wake the same task; the one replaced is dropped after it
+            // is swapped out (its `Drop` may use the task).
+            let kept = match cell.awaiter.take() {
+                Some(w) if w.will_wake(cx.waker()) => Some(w),
+                replaced => {
+                    cell.awaiter.set(Some(cx.waker().clone()));
+                    drop(replaced);
+                    None
+                }
             };
-            drop(awaiter);
-            drop(replaced);
+            if let Some(w) = kept {
+                cell.awaiter.set(Some(w));
+            }
             Poll::Pending
         }
     }
@@ -519,8 +546,7 @@ impl<T> Drop for Task<T> {
         cell.state.set(State::DETACHED);
         // Nobody can await the task any more: let go of the waker of the last `.await`
         // (a future that awaited `&mut task` and was dropped, a timeout).
-        let awaiter = cell.awaiter.borrow_mut().take();
-        drop(awaiter);
+        drop(cell.awaiter.take());
         if cell.state.is(State::DONE)
             && !cell.state.is(State::RETRIEVED)
             && matches!(&*cell.result.borrow(), Some(Err(TaskError::Panicked(_))))
@@ -552,16 +578,26 @@ impl<T> fmt::Debug for Task<T> {
 /// Outside a running loop.
 #[track_caller]
 pub fn spawn<F: Future + 'static>(fut: F) -> Task<F::Output> {
-    current_loop("spawn").create_task_at(fut, Location::caller())
+    let location = Location::caller();
+    // `create_task_at` on a running loop runs no user code (only a closing loop
+    // drops the future at once, and a running loop is not closed).
+    match Loop::with_running(|lp| lp.create_task_at(fut, location)) {
+        Some(task) => task,
+        None => no_running_loop("spawn"),
+    }
 }
 
 /// The running loop, or a panic that says what to do.
 #[track_caller]
 pub(crate) fn current_loop(what: &str) -> Loop {
-    Loop::current().unwrap_or_else(|| {
-        panic!(
-            "evloop::{what} called outside a running loop: call it from a task or callback, \
-             or use the Loop's own method"
-        )
-    })
+    Loop::current().unwrap_or_else(|| no_running_loop(what))
+}
+
+#[cold]
+#[track_caller]
+fn no_running_loop(what: &str) -> ! {
+    panic!(
+        "evloop::{what} called outside a running loop: call it from a task or callback, \
+         or use the Loop's own method"
+    )
 }

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Inner, Loop, WeakLoop};
+use super::{CURRENT, Inner, Loop, WeakLoop};
 use crate::errors::{Error, ErrorContext};
 use crate::ready::{Entry, Packed, Runnable, RunnableId};
 use crate::remote::{CallCell, POOL_MAX};
@@ -112,8 +112,42 @@ impl Loop {
 
     /// A waker's wake on this thread: queues a step unless one is queued.
     pub(crate) fn wake_packed(&self, p: Packed) {
-        let r = self.inner.runnables.borrow().get_packed(p).cloned();
-        self.wake_found(r, false);
+        // `wake` only sets the task's state bit (no user code), so it is asked with
+        // the table borrowed, and the task's `Rc` is cloned only if a step is queued.
+        let r = match self.inner.runnables.borrow().get_packed(p) {
+            Some(r) if r.wake() => r.clone(),
+            _ => return,
+        };
+        self.push_entry(Entry::Runnable(r));
+    }
+
+    /// A waker's wake on the thread where its loop is running: a thread-local read
+    /// and a compare, then [`wake_packed`](Loop::wake_packed). Returns false (and
+    /// does nothing) if the loop running here, if any, is not loop `loop_id`.
+    #[inline]
+    pub(crate) fn wake_on_running(loop_id: u16, p: Packed) -> bool {
+        // The borrow of `CURRENT` is held across `wake_packed`, which runs no user
+        // code (a state bit, a queue push) and so cannot start or end a run.
+        CURRENT
+            .try_with(|c| match &*c.borrow() {
+                Some(lp) if lp.inner.loop_id == loop_id => {
+                    lp.wake_packed(p);
+                    true
+                }
+                _ => false,
+            })
+            .unwrap_or(false)
+    }
+
+    /// Calls `f` with the loop running on this thread, without cloning it; `None` if
+    /// no loop is running here. `f` must run no user code: `CURRENT` stays borrowed
+    /// while it runs, and a user callback could start a run on another loop.
+    #[inline]
+    pub(crate) fn with_running<R>(f: impl FnOnce(&Loop) -> R) -> Option<R> {
+        CURRENT
+            .try_with(|c| c.borrow().as_ref().map(f))
+            .ok()
+            .flatten()
     }
 
     /// A waker's wake from another thread, drained in the run phase: runs the step
