@@ -81,16 +81,13 @@ impl Loop {
         WeakLoop(Rc::downgrade(&self.inner))
     }
 
-    /// Registers the runnable that `make` builds, handing `make` its id first.
-    pub(crate) fn register_runnable<R: Runnable + 'static>(
-        &self,
-        make: impl FnOnce(RunnableId) -> Rc<R>,
-    ) -> Rc<R> {
-        let rid = self.inner.runnables.borrow().next();
+    /// Registers `r` (so that wakers find it by id); returns its id.
+    pub(crate) fn register_runnable(&self, r: Rc<dyn Runnable>) -> RunnableId {
+        let mut runnables = self.inner.runnables.borrow_mut();
+        let rid = runnables.next();
         self.inner.shared.wakes().reserve(rid.key());
-        let r = make(rid);
-        self.inner.runnables.borrow_mut().insert(rid, r.clone());
-        r
+        runnables.insert(rid, r);
+        rid
     }
 
     /// Unregisters a runnable (it is done).
@@ -139,6 +136,14 @@ impl Loop {
             .unwrap_or(false)
     }
 
+    /// The id of the loop running on this thread, if any.
+    pub(crate) fn running_id() -> Option<u16> {
+        CURRENT
+            .try_with(|c| c.borrow().as_ref().map(|lp| lp.inner.loop_id))
+            .ok()
+            .flatten()
+    }
+
     /// Calls `f` with the loop running on this thread, without cloning it; `None` if
     /// no loop is running here. `f` must run no user code: `CURRENT` stays borrowed
     /// while it runs, and a user callback could start a run on another loop.
@@ -180,9 +185,16 @@ impl Loop {
         Inner::cancel(self.inner.clone(), key.0);
     }
 
-    /// The ids of every live runnable (task), for a shutdown that cancels them all.
-    pub(crate) fn runnable_ids(&self) -> Vec<RunnableId> {
-        self.inner.runnables.borrow().ids()
+    /// Every live runnable (task) not done: the registered ones and those whose
+    /// first step is queued, for a shutdown that cancels them all (a task may be in
+    /// both lists: cancelling it twice is harmless).
+    pub(crate) fn live_runnables(&self) -> Vec<Rc<dyn Runnable>> {
+        let ids = self.inner.runnables.borrow().ids();
+        let mut live: Vec<Rc<dyn Runnable>> =
+            ids.iter().filter_map(|&rid| self.runnable(rid)).collect();
+        live.extend(self.inner.ready.borrow().runnables());
+        live.retain(|r| !r.is_done());
+        live
     }
 
     /// The registered runnable `rid`, if it is still live.
