@@ -199,12 +199,6 @@ impl Runnables {
         Some(r)
     }
 
-    /// How many runnables are registered.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.slab.len()
-    }
-
     /// Unregisters everything.
     pub(crate) fn drain(&mut self) -> Vec<Rc<dyn Runnable>> {
         self.slab.drain().map(|(_, r)| r).collect()

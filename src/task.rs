@@ -158,17 +158,24 @@ struct Head<T> {
     result: Cell<Option<Result<T, TaskError>>>,
     /// Where the task stands: see [`State`], each bit with its invariant.
     state: State,
-    next_callback: Cell<u32>,
     /// Done-callbacks scheduled but not yet run: an `.await` waits for them, since
     /// it moves the result they are handed.
     callbacks_in_flight: Cell<u32>,
     /// Done-callbacks not yet scheduled, boxed so that a task without any (most)
     /// pays one word for them. Only ever swapped out whole (`take`) and back, never
     /// borrowed across user code.
-    callbacks: Cell<Option<Box<Vec<TaskCallback<T>>>>>,
+    callbacks: Cell<Option<Box<DoneCallbacks<T>>>>,
     /// The waker of the `.await` of the task, if any; swapped like `callbacks`.
     awaiter: Cell<Option<Waker>>,
     location: &'static Location<'static>,
+}
+
+/// The done-callbacks of a task that was given any.
+struct DoneCallbacks<T> {
+    /// Not yet scheduled (emptied when the task is done).
+    list: Vec<TaskCallback<T>>,
+    /// How many were ever added: the next one's [`CallbackId`].
+    added: u32,
 }
 
 /// A task: its head and, inline in the same allocation, its future.
@@ -205,7 +212,7 @@ impl<T: 'static> Head<T> {
         if rid.is_some() {
             lp.unregister_runnable(rid);
         }
-        let callbacks = self.callbacks.take();
+        let callbacks = self.take_callbacks();
         if self.state.is(State::DETACHED) && callbacks.is_none() {
             // Nobody can ever read the result (no handle, no callback, no awaiter: a
             // detached task's awaiter was dropped with its handle): drop it now,
@@ -221,7 +228,7 @@ impl<T: 'static> Head<T> {
             return;
         }
         self.result.set(Some(result));
-        for f in callbacks.into_iter().flat_map(|v| *v) {
+        for f in callbacks.into_iter().flatten() {
             self.schedule_callback(me, lp, f);
         }
         self.wake_awaiter();
@@ -245,8 +252,7 @@ impl<T: 'static> Head<T> {
             f(
                 lp,
                 result
-                    .0
-                    .1
+                    .value
                     .as_ref()
                     .expect("done-callbacks run before the result is taken"),
             );
@@ -270,10 +276,19 @@ impl<T: 'static> Head<T> {
 }
 
 impl<T> Head<T> {
+    /// Takes the done-callbacks not yet scheduled out (`None` if none were ever
+    /// added), keeping the count of those added.
+    fn take_callbacks(&self) -> Option<Vec<TaskCallback<T>>> {
+        let mut callbacks = self.callbacks.take();
+        let list = callbacks.as_mut().map(|c| std::mem::take(&mut c.list));
+        self.callbacks.set(callbacks);
+        list
+    }
+
     /// The "Task exception was never retrieved" report of a panicked result.
     fn unretrieved_report(&self) -> Option<ErrorContext> {
         let result = Lent::take(&self.result);
-        match &result.0.1 {
+        match &result.value {
             Some(Err(TaskError::Panicked(p))) => Some(
                 ErrorContext::from_panic("Task exception was never retrieved", &**p)
                     .with_location(self.location),
@@ -287,22 +302,23 @@ impl<T> Head<T> {
 /// (even by a panic of the done-callback it is lent to). While it is out, the cell
 /// holds `None`: nothing reads it then (an `.await` waits for the callbacks in
 /// flight; a report needs `RETRIEVED` clear, and a done-callback sets it).
-struct Lent<'a, T>(
-    (
-        &'a Cell<Option<Result<T, TaskError>>>,
-        Option<Result<T, TaskError>>,
-    ),
-);
+struct Lent<'a, T> {
+    cell: &'a Cell<Option<Result<T, TaskError>>>,
+    value: Option<Result<T, TaskError>>,
+}
 
 impl<'a, T> Lent<'a, T> {
     fn take(cell: &'a Cell<Option<Result<T, TaskError>>>) -> Lent<'a, T> {
-        Lent((cell, cell.take()))
+        Lent {
+            cell,
+            value: cell.take(),
+        }
     }
 }
 
 impl<T> Drop for Lent<'_, T> {
     fn drop(&mut self) {
-        self.0.0.set(self.0.1.take());
+        self.cell.set(self.value.take());
     }
 }
 
@@ -473,7 +489,7 @@ impl<F: Future + 'static> Runnable for TaskCell<F> {
             head.result.set(Some(Err(TaskError::Cancelled)));
             // Dropped one by one with no borrow held: a callback's `Drop` may use the
             // task (or panic, without aborting the process).
-            for f in head.callbacks.take().into_iter().flat_map(|v| *v) {
+            for f in head.take_callbacks().into_iter().flatten() {
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(f))) {
                     report(panic);
                 }
@@ -536,7 +552,6 @@ impl Loop {
                 rid: Cell::new(RunnableId::NONE),
                 result: Cell::new(None),
                 state: State::new(State::SCHEDULED),
-                next_callback: Cell::new(0),
                 callbacks_in_flight: Cell::new(0),
                 callbacks: Cell::new(None),
                 awaiter: Cell::new(None),
@@ -589,23 +604,26 @@ impl<T: 'static> Task<T> {
             !self.cell.head().state.is(State::TAKEN),
             "Task::add_done_callback after the task's output was taken by .await; add done-callbacks before awaiting"
         );
-        self.cell.head().state.set(State::RETRIEVED);
-        let id = self.cell.head().next_callback.get();
-        self.cell.head().next_callback.set(id + 1);
-        if self.cell.head().state.is(State::DONE) {
-            match self.cell.head().lp.upgrade() {
-                Some(lp) => self
-                    .cell
-                    .head()
-                    .schedule_callback(&self.cell, &lp, Box::new(f)),
+        let head = self.cell.head();
+        head.state.set(State::RETRIEVED);
+        let mut callbacks = head.callbacks.take().unwrap_or_else(|| {
+            Box::new(DoneCallbacks {
+                list: Vec::new(),
+                added: 0,
+            })
+        });
+        let id = callbacks.added;
+        callbacks.added += 1;
+        let done = head.state.is(State::DONE);
+        if !done {
+            callbacks.list.push(Box::new(f));
+            head.callbacks.set(Some(callbacks));
+        } else {
+            head.callbacks.set(Some(callbacks));
+            match head.lp.upgrade() {
+                Some(lp) => head.schedule_callback(&self.cell, &lp, Box::new(f)),
                 None => discard_unrun(None, DROPPED_CALLBACK, Some(f)),
             }
-        } else {
-            let head = self.cell.head();
-            let mut callbacks = head.callbacks.take().unwrap_or_default();
-            callbacks.push(Box::new(f));
-            let callbacks = Some(callbacks);
-            head.callbacks.set(callbacks);
         }
         CallbackId(u64::from(id))
     }
@@ -741,7 +759,7 @@ mod layout {
     /// otherwise pay ~120 instructions more per free.
     #[test]
     fn a_small_task_fits_120_bytes_with_its_counts() {
-        assert_eq!(std::mem::size_of::<super::Head<()>>(), 88);
+        assert_eq!(std::mem::size_of::<super::Head<()>>(), 80);
         assert!(std::mem::size_of::<super::TaskCell<std::future::Ready<()>>>() + 16 <= 120);
     }
 }
