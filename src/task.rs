@@ -202,7 +202,9 @@ impl<F: Future + 'static> TaskRef<F::Output> for TaskCell<F> {
 }
 
 impl<T: 'static> Head<T> {
-    fn finish(&self, me: &Rc<dyn TaskRef<T>>, lp: &Loop, result: Result<T, TaskError>) {
+    /// Completes the task with `result`; `me` makes a reference to the task, needed
+    /// only if done-callbacks are scheduled (so a detached task's finish clones none).
+    fn finish(&self, me: &dyn Fn() -> Rc<dyn TaskRef<T>>, lp: &Loop, result: Result<T, TaskError>) {
         let panicked = matches!(result, Err(TaskError::Panicked(_)));
         if matches!(result, Err(TaskError::Cancelled)) {
             self.state.set(State::CANCELLED);
@@ -212,7 +214,7 @@ impl<T: 'static> Head<T> {
         if rid.is_some() {
             lp.unregister_runnable(rid);
         }
-        let callbacks = self.take_callbacks();
+        let callbacks = self.callbacks.take();
         if self.state.is(State::DETACHED) && callbacks.is_none() {
             // Nobody can ever read the result (no handle, no callback, no awaiter: a
             // detached task's awaiter was dropped with its handle): drop it now,
@@ -228,8 +230,13 @@ impl<T: 'static> Head<T> {
             return;
         }
         self.result.set(Some(result));
-        for f in callbacks.into_iter().flatten() {
-            self.schedule_callback(me, lp, f);
+        if let Some(mut callbacks) = callbacks {
+            let list = std::mem::take(&mut callbacks.list);
+            self.callbacks.set(Some(callbacks)); // keeps the count of those added
+            let me = me();
+            for f in list {
+                self.schedule_callback(&me, lp, f);
+            }
         }
         self.wake_awaiter();
         if panicked && self.state.is(State::DETACHED) && !self.state.is(State::RETRIEVED) {
@@ -279,10 +286,10 @@ impl<T> Head<T> {
     /// Takes the done-callbacks not yet scheduled out (`None` if none were ever
     /// added), keeping the count of those added.
     fn take_callbacks(&self) -> Option<Vec<TaskCallback<T>>> {
-        let mut callbacks = self.callbacks.take();
-        let list = callbacks.as_mut().map(|c| std::mem::take(&mut c.list));
-        self.callbacks.set(callbacks);
-        list
+        let mut callbacks = self.callbacks.take()?;
+        let list = std::mem::take(&mut callbacks.list);
+        self.callbacks.set(Some(callbacks));
+        Some(list)
     }
 
     /// The "Task exception was never retrieved" report of a panicked result.
@@ -360,20 +367,20 @@ impl<F: Future + 'static> TaskCell<F> {
                     None => Ok(v),
                     Some(panic) => Err(TaskError::Panicked(panic)),
                 };
-                self.clone().finish(lp, result);
+                self.finish(lp, result);
             }
             Some(Err(payload)) => {
                 // The poll's panic is the one reported; one from the drop is dropped.
                 drop(self.drop_future());
-                self.clone().finish(lp, Err(TaskError::Panicked(payload)));
+                self.finish(lp, Err(TaskError::Panicked(payload)));
             }
         }
     }
 
     /// Completes the task with `result`.
-    fn finish(self: Rc<Self>, lp: &Loop, result: Result<F::Output, TaskError>) {
-        let me: Rc<dyn TaskRef<F::Output>> = self;
-        me.head().finish(&me, lp, result);
+    fn finish(self: &Rc<Self>, lp: &Loop, result: Result<F::Output, TaskError>) {
+        let me = || self.clone() as Rc<dyn TaskRef<F::Output>>;
+        self.head.finish(&me, lp, result);
     }
 
     /// Drops the future in place (it is pinned: never moved out). A panic in its
