@@ -331,6 +331,7 @@ impl<T> Drop for Lent<'_, T> {
 
 impl<F: Future + 'static> TaskCell<F> {
     /// Polls the future once with `waker`; `None` if it is gone already.
+    #[inline(always)]
     fn poll_once(&self, waker: &Waker) -> Option<std::thread::Result<Poll<F::Output>>> {
         let mut slot = self.future.borrow_mut();
         let fut = slot.as_mut()?;
@@ -342,23 +343,29 @@ impl<F: Future + 'static> TaskCell<F> {
         Some(catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx))))
     }
 
-    /// What a poll's outcome makes of the task.
+    /// What a poll's outcome makes of the task (`first`: a poll by `first_step`).
+    #[inline(always)]
     fn after_poll(
         self: &Rc<Self>,
         lp: &Loop,
         polled: Option<std::thread::Result<Poll<F::Output>>>,
+        first: bool,
     ) {
         match polled {
             None => {}
             Some(Ok(Poll::Pending)) => {
-                let head = &self.head;
-                // From now on only a waker (or a cancel) can reach the task: it needs
-                // its id, and `close()` must find it.
-                self.register(lp);
-                // A cancel during a first poll found no id to wake: queue the step
-                // that carries it out.
-                if head.state.is(State::CANCEL_REQUESTED) && !head.state.insert(State::SCHEDULED) {
-                    lp.push_entry(Entry::Runnable(self.clone()));
+                if first {
+                    let head = &self.head;
+                    // From now on only a waker (or a cancel) can reach the task: it
+                    // needs its id, and `close()` must find it.
+                    self.register(lp);
+                    // A cancel during a first poll found no id to wake: queue the
+                    // step that carries it out.
+                    if head.state.is(State::CANCEL_REQUESTED)
+                        && !head.state.insert(State::SCHEDULED)
+                    {
+                        lp.push_entry(Entry::Runnable(self.clone()));
+                    }
                 }
             }
             Some(Ok(Poll::Ready(v))) => {
@@ -443,19 +450,22 @@ impl<F: Future + 'static> Runnable for TaskCell<F> {
             self.finish(lp, result);
             return;
         }
+        // A task with no id yet (its first step, see `first_poll`) is polled with
+        // the first-poll waker; it takes an id if that waker escapes the poll, or in
+        // `after_poll` if the poll returns `Pending`. (One poll site: the future's
+        // poll is inlined here.)
         let rid = head.rid.get();
-        let polled = if rid.is_some() {
-            self.poll_once(&task_waker(lp.loop_id(), rid))
-        } else {
-            // No id yet (the first step, see `first_poll`): one is taken if the waker
-            // escapes the poll, or below if the poll returns `Pending`.
-            let first = FirstPoll::new(lp, &self);
-            let polled = self.poll_once(&first.waker());
-            self.after_poll(lp, polled);
-            first.settle();
-            return;
+        let first = (!rid.is_some()).then(|| FirstPoll::new(lp, &self));
+        let waker = match &first {
+            Some(first) => first.waker(),
+            None => task_waker(lp.loop_id(), rid),
         };
-        self.after_poll(lp, polled);
+        let polled = self.poll_once(&waker);
+        drop(waker);
+        self.after_poll(lp, polled, first.is_some());
+        if let Some(first) = first {
+            first.settle();
+        }
     }
 
     fn location(&self) -> &'static Location<'static> {

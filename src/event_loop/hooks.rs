@@ -108,6 +108,7 @@ impl Loop {
     }
 
     /// A waker's wake on this thread: queues a step unless one is queued.
+    #[inline]
     pub(crate) fn wake_packed(&self, p: Packed) {
         // `wake` only sets the task's state bit (no user code), so it is asked with
         // the table borrowed, and the task's `Rc` is cloned only if a step is queued.
