@@ -353,21 +353,18 @@ impl<F: Future + 'static> TaskCell<F> {
     ) {
         match polled {
             None => {}
-            Some(Ok(Poll::Pending)) => {
-                if first {
-                    let head = &self.head;
-                    // From now on only a waker (or a cancel) can reach the task: it
-                    // needs its id, and `close()` must find it.
-                    self.register(lp);
-                    // A cancel during a first poll found no id to wake: queue the
-                    // step that carries it out.
-                    if head.state.is(State::CANCEL_REQUESTED)
-                        && !head.state.insert(State::SCHEDULED)
-                    {
-                        lp.push_entry(Entry::Runnable(self.clone()));
-                    }
+            Some(Ok(Poll::Pending)) if first => {
+                let head = &self.head;
+                // From now on only a waker (or a cancel) can reach the task: it needs
+                // its id, and `close()` must find it.
+                self.register(lp);
+                // A cancel during a first poll found no id to wake: queue the step
+                // that carries it out.
+                if head.state.is(State::CANCEL_REQUESTED) && !head.state.insert(State::SCHEDULED) {
+                    lp.push_entry(Entry::Runnable(self.clone()));
                 }
             }
+            Some(Ok(Poll::Pending)) => {}
             Some(Ok(Poll::Ready(v))) => {
                 // A future that panics while being dropped fails its task.
                 let result = match self.drop_future() {
