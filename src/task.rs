@@ -3,10 +3,18 @@
 //! A task step is an ordinary loop callback (a [`Runnable`] on the ready queue, not a
 //! boxed closure). The task's waker is a plain word naming the task (see
 //! `task_waker`): waking sets the task's `SCHEDULED` bit (see `task/state.rs`, where
-//! every state bit is documented) and, if it was clear, queues one step. On the loop's own thread that is a push onto the ready queue (no
-//! lock, no syscall, no allocation); from another thread the word travels through
-//! the remote queue, once per task until the loop takes it (see `remote_wakes`:
-//! however many threads wake a pending task, one entry is queued for it).
+//! every state bit is documented) and, if it was clear, queues one step. On the
+//! loop's own thread that is a push onto the ready queue (no lock, no syscall, no
+//! allocation); from another thread the word travels through the remote queue, once
+//! per task until the loop takes it (see `remote_wakes`: however many threads wake a
+//! pending task, one entry is queued for it).
+//!
+//! The word names the task by its id in the loop's table of runnables, which a task
+//! takes lazily (see `Head::rid` and `task/first_poll.rs`): a task that finishes in
+//! its first step without its waker escaping never takes one, so spawning and
+//! finishing it is an allocation, a queue push and a poll. Until its first step a task
+//! is reached through that queued step (by `close()`, the loop's drop and
+//! `evloop::run`'s final cancellation).
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
