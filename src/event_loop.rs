@@ -628,7 +628,13 @@ impl Loop {
         let io = inner.io.borrow_mut().clear();
         let sources = inner.io.borrow_mut().clear_sources();
         let hooks = std::mem::take(&mut *inner.close_hooks.borrow_mut());
-        let runnables = inner.runnables.borrow_mut().drain();
+        let mut runnables = inner.runnables.borrow_mut().drain();
+        // Tasks not yet stepped are not registered: their queued first step is
+        // their only trace (a task in both lists is shut down twice: harmless).
+        runnables.extend(queued.iter().filter_map(|e| match e {
+            Entry::Runnable(r) if !r.is_done() => Some(r.clone()),
+            _ => None,
+        }));
         for r in &runnables {
             if inner.debug {
                 log::warn!(
@@ -818,8 +824,13 @@ impl Drop for Inner {
         let timers = self.timers.get_mut().clear();
         let timer_ids = timers.iter().map(|(_, t)| t.id()).collect();
         self.handles.dropped_unrun(first_unrun, timer_ids);
-        // Tasks still registered drop their futures now, exactly once.
-        let runnables = self.runnables.get_mut().drain();
+        // Tasks still registered, or not yet stepped (their queued step is their only
+        // trace), drop their futures now, exactly once.
+        let mut runnables = self.runnables.get_mut().drain();
+        runnables.extend(queued.iter().filter_map(|e| match e {
+            Entry::Runnable(r) if !r.is_done() => Some(r.clone()),
+            _ => None,
+        }));
         for r in &runnables {
             let location = Some(r.location());
             let mut report = |p| discard::log_drop_panic("a pending task", location, p);

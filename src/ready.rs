@@ -36,28 +36,48 @@ pub(crate) trait Runnable {
     /// is dropped inside its own `catch_unwind`, and a panic from its destructor is
     /// handed to `report` (which reports it to the exception handler, or logs it).
     fn shutdown(&self, report: &mut dyn FnMut(Box<dyn std::any::Any + Send>));
+    /// Whether the work is finished (a task: done, it will never step again).
+    fn is_done(&self) -> bool;
 }
 
 /// Names a registered [`Runnable`]; `Send`, so a waker may carry it to other threads.
+///
+/// Eight bytes (every task keeps one): the slot's key and a 32-bit id, counted per
+/// loop with wrap-around. A stale id names nothing, unless the same slot has been
+/// taken by the runnable registered exactly 2^32 registrations later; lookups by
+/// full id (a cancel from another thread, a shutdown) are made while the id is fresh.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RunnableId {
     key: u32,
-    id: u64,
+    id: u32,
 }
 
 /// Bits of a packed id (see [`RunnableId::pack`]).
 pub(crate) const KEY_BITS: u32 = 26;
 const GEN_BITS: u32 = 22;
-const GEN_MASK: u64 = (1 << GEN_BITS) - 1;
+const GEN_MASK: u32 = (1 << GEN_BITS) - 1;
 
 impl RunnableId {
+    /// No id: a runnable not (or not yet) registered. No slot has this key (keys stay
+    /// below 2^26), so no lookup finds anything under it.
+    pub(crate) const NONE: RunnableId = RunnableId {
+        key: u32::MAX,
+        id: u32::MAX,
+    };
+
+    /// Whether this names a registration (is not [`NONE`](RunnableId::NONE)).
+    #[inline]
+    pub(crate) fn is_some(self) -> bool {
+        self.key != u32::MAX
+    }
+
     /// The slot of the runnable in the loop's table (reused once it is done).
     pub(crate) fn key(self) -> u32 {
         self.key
     }
 
     #[cfg(test)]
-    pub(crate) fn for_test(key: u32, id: u64) -> RunnableId {
+    pub(crate) fn for_test(key: u32, id: u32) -> RunnableId {
         RunnableId { key, id }
     }
 
@@ -68,7 +88,7 @@ impl RunnableId {
     pub(crate) fn pack(self, loop_id: u16) -> u64 {
         (u64::from(loop_id) << (KEY_BITS + GEN_BITS))
             | (u64::from(self.key) << GEN_BITS)
-            | (self.id & GEN_MASK)
+            | u64::from(self.id & GEN_MASK)
     }
 
     /// The loop id and the packed `(key, low id bits)` of a word made by `pack`.
@@ -79,7 +99,7 @@ impl RunnableId {
             loop_id,
             Packed {
                 key,
-                low: (word & GEN_MASK) as u32,
+                low: (word as u32) & GEN_MASK,
             },
         )
     }
@@ -100,11 +120,14 @@ impl Packed {
 }
 
 /// Live runnables (tasks) by id, so that a `Send` waker can find its `!Send` task
-/// again on the loop thread. A runnable is registered from creation until it is done.
+/// again on the loop thread. A task is registered once anything may need to find it
+/// by id (see `task.rs`: its waker escaped its first poll, that poll returned
+/// `Pending`, or the crate asked for its id) until it is done; before its first step
+/// an unregistered task is reachable through its queued step.
 #[derive(Default)]
 pub(crate) struct Runnables {
-    slab: Slab<(u64, Rc<dyn Runnable>)>,
-    next_id: u64,
+    slab: Slab<(u32, Rc<dyn Runnable>)>,
+    next_id: u32,
 }
 
 impl Runnables {
@@ -128,7 +151,7 @@ impl Runnables {
     /// no insert in between.
     pub(crate) fn insert(&mut self, rid: RunnableId, r: Rc<dyn Runnable>) {
         assert_eq!(self.next(), rid, "runnable id reserved out of order");
-        self.next_id += 1;
+        self.next_id = self.next_id.wrapping_add(1);
         self.slab.insert((rid.id, r));
     }
 
@@ -144,7 +167,7 @@ impl Runnables {
     /// alike: a spurious wake).
     pub(crate) fn get_packed(&self, p: Packed) -> Option<&Rc<dyn Runnable>> {
         match self.slab.get(p.key as usize) {
-            Some((id, r)) if (*id & GEN_MASK) as u32 == p.low => Some(r),
+            Some((id, r)) if *id & GEN_MASK == p.low => Some(r),
             _ => None,
         }
     }
@@ -288,6 +311,14 @@ impl Ready {
     /// The sequence number of the first entry still queued (the next one to pop).
     pub(crate) fn head(&self) -> u64 {
         self.head
+    }
+
+    /// The upper-layer work queued (task steps), in queue order.
+    pub(crate) fn runnables(&self) -> impl Iterator<Item = Rc<dyn Runnable>> + '_ {
+        self.queue.iter().filter_map(|e| match e {
+            Entry::Runnable(r) => Some(r.clone()),
+            _ => None,
+        })
     }
 
     /// Empties the queue, handing the entries back to be dropped outside the caller's

@@ -169,7 +169,7 @@ mod tests {
     }
 
     /// The key a task's waker carries.
-    fn packed(key: u32, id: u64) -> u32 {
+    fn packed(key: u32, id: u32) -> u32 {
         RunnableId::unpack(RunnableId::for_test(key, id).pack(0))
             .1
             .key()

@@ -70,17 +70,15 @@ pub fn run<F: Future>(fut: F) -> Result<F::Output, Error> {
 fn shut_down(lp: &Loop) -> Result<(), Error> {
     let unwind = async {
         for _ in 0..CANCEL_ROUNDS {
-            let leftover = lp.runnable_ids();
+            let leftover = lp.live_runnables();
             if leftover.is_empty() {
                 break;
             }
-            for rid in &leftover {
-                if let Some(task) = lp.runnable(*rid) {
-                    task.cancel();
-                }
+            for task in &leftover {
+                task.cancel();
             }
-            // A cancelled task is done at its next step; its id is then unregistered.
-            while leftover.iter().any(|rid| lp.runnable(*rid).is_some()) {
+            // A cancelled task is done at its next step.
+            while leftover.iter().any(|task| !task.is_done()) {
                 crate::yield_now().await;
             }
             // Tasks their destructors spawned take their first step before the next

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Inner, Loop, WeakLoop};
+use super::{CURRENT, Inner, Loop, WeakLoop};
 use crate::errors::{Error, ErrorContext};
 use crate::ready::{Entry, Packed, Runnable, RunnableId};
 use crate::remote::{CallCell, POOL_MAX};
@@ -81,16 +81,13 @@ impl Loop {
         WeakLoop(Rc::downgrade(&self.inner))
     }
 
-    /// Registers the runnable that `make` builds, handing `make` its id first.
-    pub(crate) fn register_runnable<R: Runnable + 'static>(
-        &self,
-        make: impl FnOnce(RunnableId) -> Rc<R>,
-    ) -> Rc<R> {
-        let rid = self.inner.runnables.borrow().next();
+    /// Registers `r` (so that wakers find it by id); returns its id.
+    pub(crate) fn register_runnable(&self, r: Rc<dyn Runnable>) -> RunnableId {
+        let mut runnables = self.inner.runnables.borrow_mut();
+        let rid = runnables.next();
         self.inner.shared.wakes().reserve(rid.key());
-        let r = make(rid);
-        self.inner.runnables.borrow_mut().insert(rid, r.clone());
-        r
+        runnables.insert(rid, r);
+        rid
     }
 
     /// Unregisters a runnable (it is done).
@@ -111,9 +108,52 @@ impl Loop {
     }
 
     /// A waker's wake on this thread: queues a step unless one is queued.
+    #[inline]
     pub(crate) fn wake_packed(&self, p: Packed) {
-        let r = self.inner.runnables.borrow().get_packed(p).cloned();
-        self.wake_found(r, false);
+        // `wake` only sets the task's state bit (no user code), so it is asked with
+        // the table borrowed, and the task's `Rc` is cloned only if a step is queued.
+        let r = match self.inner.runnables.borrow().get_packed(p) {
+            Some(r) if r.wake() => r.clone(),
+            _ => return,
+        };
+        self.push_entry(Entry::Runnable(r));
+    }
+
+    /// A waker's wake on the thread where its loop is running: a thread-local read
+    /// and a compare, then [`wake_packed`](Loop::wake_packed). Returns false (and
+    /// does nothing) if the loop running here, if any, is not loop `loop_id`.
+    #[inline]
+    pub(crate) fn wake_on_running(loop_id: u16, p: Packed) -> bool {
+        // The borrow of `CURRENT` is held across `wake_packed`, which runs no user
+        // code (a state bit, a queue push) and so cannot start or end a run.
+        CURRENT
+            .try_with(|c| match &*c.borrow() {
+                Some(lp) if lp.inner.loop_id == loop_id => {
+                    lp.wake_packed(p);
+                    true
+                }
+                _ => false,
+            })
+            .unwrap_or(false)
+    }
+
+    /// The id of the loop running on this thread, if any.
+    pub(crate) fn running_id() -> Option<u16> {
+        CURRENT
+            .try_with(|c| c.borrow().as_ref().map(|lp| lp.inner.loop_id))
+            .ok()
+            .flatten()
+    }
+
+    /// Calls `f` with the loop running on this thread, without cloning it; `None` if
+    /// no loop is running here. `f` must run no user code: `CURRENT` stays borrowed
+    /// while it runs, and a user callback could start a run on another loop.
+    #[inline]
+    pub(crate) fn with_running<R>(f: impl FnOnce(&Loop) -> R) -> Option<R> {
+        CURRENT
+            .try_with(|c| c.borrow().as_ref().map(f))
+            .ok()
+            .flatten()
     }
 
     /// A waker's wake from another thread, drained in the run phase: runs the step
@@ -146,9 +186,16 @@ impl Loop {
         Inner::cancel(self.inner.clone(), key.0);
     }
 
-    /// The ids of every live runnable (task), for a shutdown that cancels them all.
-    pub(crate) fn runnable_ids(&self) -> Vec<RunnableId> {
-        self.inner.runnables.borrow().ids()
+    /// Every live runnable (task) not done: the registered ones and those whose
+    /// first step is queued, for a shutdown that cancels them all (a task may be in
+    /// both lists: cancelling it twice is harmless).
+    pub(crate) fn live_runnables(&self) -> Vec<Rc<dyn Runnable>> {
+        let ids = self.inner.runnables.borrow().ids();
+        let mut live: Vec<Rc<dyn Runnable>> =
+            ids.iter().filter_map(|&rid| self.runnable(rid)).collect();
+        live.extend(self.inner.ready.borrow().runnables());
+        live.retain(|r| !r.is_done());
+        live
     }
 
     /// The registered runnable `rid`, if it is still live.
