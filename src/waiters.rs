@@ -68,6 +68,7 @@ impl WaitQueue {
     ///
     /// # Panics
     /// With more than 4 billion waiters parked at once.
+    #[inline]
     pub(crate) fn push(&mut self, waker: &Waker) -> usize {
         let key = self.entries.insert(Entry {
             waker: Some(waker.clone()),
@@ -75,10 +76,11 @@ impl WaitQueue {
             next: NIL,
             queued: true,
         });
-        let k = u32::try_from(key)
-            .ok()
-            .filter(|&k| k != NIL)
-            .expect("more than 4 billion waiters parked on one thing");
+        assert!(
+            key < NIL as usize,
+            "more than 4 billion waiters parked on one thing"
+        );
+        let k = key as u32;
         match self.tail {
             NIL => self.head = k,
             tail => self.entry_mut(tail).next = k,
@@ -89,6 +91,7 @@ impl WaitQueue {
     }
 
     /// Whether waiter `key` has been notified (it is no longer queued).
+    #[inline]
     pub(crate) fn is_notified(&self, key: usize) -> bool {
         !self.entries[key].queued
     }
@@ -117,13 +120,25 @@ impl WaitQueue {
 
     /// Notifies the oldest queued waiter, if there is one; its waker goes to
     /// `wakeups`. Returns whether a waiter was notified.
+    #[inline]
     pub(crate) fn notify_one(&mut self, wakeups: &mut Wakeups) -> bool {
-        if self.head == NIL {
+        let key = self.head;
+        if key == NIL {
             return false;
         }
-        let key = self.head;
-        self.unlink(key);
-        if let Some(waker) = self.entry_mut(key).waker.take() {
+        // The head has no predecessor: unlinking it is moving `head` on.
+        let entry = self.entry_mut(key);
+        debug_assert!(entry.queued && entry.prev == NIL, "wait queue: bad head");
+        entry.queued = false;
+        let next = entry.next;
+        let waker = entry.waker.take();
+        self.head = next;
+        match next {
+            NIL => self.tail = NIL,
+            next => self.entry_mut(next).prev = NIL,
+        }
+        self.queued -= 1;
+        if let Some(waker) = waker {
             wakeups.wake(waker);
         }
         true
@@ -150,6 +165,7 @@ impl WaitQueue {
     }
 
     /// Removes waiter `key`, queued or notified; returns whether it had been notified.
+    #[inline]
     pub(crate) fn remove(&mut self, key: usize, wakeups: &mut Wakeups) -> bool {
         let (notified, waker) = self.take(key);
         if let Some(waker) = waker {
@@ -161,6 +177,7 @@ impl WaitQueue {
     /// [`remove`](WaitQueue::remove), handing back the entry's waker (if it still has
     /// one), for the caller to drop once its borrow has ended.
     #[must_use = "drop the waker after the borrow ends"]
+    #[inline]
     pub(crate) fn take(&mut self, key: usize) -> (bool, Option<Waker>) {
         let notified = self.is_notified(key);
         if !notified {
@@ -174,6 +191,7 @@ impl WaitQueue {
         self.queued
     }
 
+    #[inline]
     fn entry_mut(&mut self, key: u32) -> &mut Entry {
         &mut self.entries[key as usize]
     }

@@ -17,7 +17,10 @@ use crate::stats::add;
 /// least every this many-th iteration: after a poll, at most `POLL_INTERVAL - 1`
 /// iterations skip it, so a ready fd waits at most `POLL_INTERVAL` iterations. An
 /// idle or blocking iteration always polls. Skipping the poll syscall on the others
-/// is what makes a chain of callbacks cheap.
+/// is what makes a chain of callbacks cheap. With no fd watched at all (no reader,
+/// writer, socket, signal or child), a busy iteration never needs the poll: what
+/// the loop's own fds would report (threadsafe calls, due timers) it checks on every
+/// iteration anyway.
 pub(crate) const POLL_INTERVAL: u32 = 32;
 
 /// Restores the loop's idle state when a run ends, even by a panic.
@@ -184,11 +187,35 @@ impl Loop {
         let blocking = !busy && timeout != Some(Duration::ZERO);
         // A virtual clock jumps only after a poll found nothing: with nothing ready,
         // poll now rather than spin through iterations that skip it.
-        if poll_due || blocking || (!busy && inner.clock.auto_advances()) {
+        if blocking || (!busy && inner.clock.auto_advances()) {
             inner.unpolled.set(0);
             self.poll_os(timeout, blocking)
+        } else if poll_due {
+            inner.unpolled.set(0);
+            self.poll_due(timeout, always_poll)
         } else {
             inner.unpolled.set(inner.unpolled.get() + 1);
+            Ok(())
+        }
+    }
+
+    /// The busy path's periodic poll (or an `always_poll` one that may not block):
+    /// skipped when no fd is watched, as it could only find the loop's own fds
+    /// ready. The busy time and the memory trim it would have accounted for are
+    /// accounted for all the same.
+    #[inline(never)] // once in `POLL_INTERVAL` busy iterations
+    fn poll_due(&self, timeout: Option<Duration>, always_poll: bool) -> Result<(), Error> {
+        if always_poll || self.inner.io.borrow().watches_fds() {
+            self.poll_os(timeout, false)
+        } else {
+            // What a poll would have done but the syscall: busy time and the trim.
+            let now = Instant::now();
+            let inner = &*self.inner;
+            if let Some(last) = inner.last_poll.replace(Some(now)) {
+                let busy = &inner.stats.time_busy;
+                busy.set(busy.get() + (now - last));
+            }
+            self.trim_if_due(now);
             Ok(())
         }
     }

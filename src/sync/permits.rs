@@ -65,6 +65,7 @@ impl Permits {
 
     /// Takes a free permit if there is one (which, by the invariant on `available`,
     /// means no one is queued, so this is never barging).
+    #[inline]
     pub(crate) fn try_acquire(&mut self) -> bool {
         if self.available > 0 {
             self.available -= 1;
@@ -79,6 +80,7 @@ impl Permits {
     ///
     /// # Panics
     /// If `available` would overflow `usize`.
+    #[inline]
     pub(crate) fn release(&mut self, n: usize, wakeups: &mut Wakeups) {
         let mut left = n;
         while left > 0 && self.waiters.notify_one(wakeups) {
@@ -124,6 +126,7 @@ impl Ticket {
     /// [`poll`](Ticket::poll) on permits that may be [closed](Permits::close):
     /// `Ready(true)` means the caller now owns a permit, `Ready(false)` that none
     /// will come (the ticket is done either way).
+    #[inline]
     pub(crate) fn poll_unless_closed(
         &mut self,
         permits: &mut Permits,
