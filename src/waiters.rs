@@ -68,7 +68,7 @@ impl WaitQueue {
     ///
     /// # Panics
     /// With more than 4 billion waiters parked at once.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&mut self, waker: &Waker) -> usize {
         let key = self.entries.insert(Entry {
             waker: Some(waker.clone()),
@@ -91,7 +91,7 @@ impl WaitQueue {
     }
 
     /// Whether waiter `key` has been notified (it is no longer queued).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn is_notified(&self, key: usize) -> bool {
         !self.entries[key].queued
     }
@@ -120,7 +120,7 @@ impl WaitQueue {
 
     /// Notifies the oldest queued waiter, if there is one; its waker goes to
     /// `wakeups`. Returns whether a waiter was notified.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn notify_one(&mut self, wakeups: &mut Wakeups) -> bool {
         let key = self.head;
         if key == NIL {
@@ -165,7 +165,7 @@ impl WaitQueue {
     }
 
     /// Removes waiter `key`, queued or notified; returns whether it had been notified.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn remove(&mut self, key: usize, wakeups: &mut Wakeups) -> bool {
         let (notified, waker) = self.take(key);
         if let Some(waker) = waker {
@@ -177,7 +177,7 @@ impl WaitQueue {
     /// [`remove`](WaitQueue::remove), handing back the entry's waker (if it still has
     /// one), for the caller to drop once its borrow has ended.
     #[must_use = "drop the waker after the borrow ends"]
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take(&mut self, key: usize) -> (bool, Option<Waker>) {
         let notified = self.is_notified(key);
         if !notified {
@@ -191,7 +191,7 @@ impl WaitQueue {
         self.queued
     }
 
-    #[inline]
+    #[inline(always)]
     fn entry_mut(&mut self, key: u32) -> &mut Entry {
         &mut self.entries[key as usize]
     }

@@ -65,7 +65,7 @@ impl Permits {
 
     /// Takes a free permit if there is one (which, by the invariant on `available`,
     /// means no one is queued, so this is never barging).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_acquire(&mut self) -> bool {
         if self.available > 0 {
             self.available -= 1;
@@ -80,7 +80,7 @@ impl Permits {
     ///
     /// # Panics
     /// If `available` would overflow `usize`.
-    #[inline]
+    #[inline(always)] // hot in every queue operation; folds to a branch for `n == 1`
     pub(crate) fn release(&mut self, n: usize, wakeups: &mut Wakeups) {
         let mut left = n;
         while left > 0 && self.waiters.notify_one(wakeups) {
@@ -111,7 +111,7 @@ impl Ticket {
     ///
     /// # Panics
     /// If polled again after returning `Ready`, naming `what` was polled.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn poll(
         &mut self,
         permits: &mut Permits,
@@ -126,7 +126,7 @@ impl Ticket {
     /// [`poll`](Ticket::poll) on permits that may be [closed](Permits::close):
     /// `Ready(true)` means the caller now owns a permit, `Ready(false)` that none
     /// will come (the ticket is done either way).
-    #[inline]
+    #[inline(always)] // the call would cost more than its common paths
     pub(crate) fn poll_unless_closed(
         &mut self,
         permits: &mut Permits,
@@ -178,6 +178,7 @@ impl Ticket {
     }
 
     /// Whether the ticket is queued (or notified) and must be cancelled on drop.
+    #[inline(always)]
     pub(crate) fn is_waiting(&self) -> bool {
         matches!(self, Ticket::Waiting(_))
     }
