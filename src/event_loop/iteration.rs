@@ -351,11 +351,6 @@ impl Loop {
                 Some(Entry::Call { callback, location }) => {
                     self.invoke("callback", location, || callback.call(self));
                 }
-                Some(Entry::Runnable(r)) => {
-                    // A task step: the commonest entry after a plain callback.
-                    let location = r.location();
-                    self.invoke("task step", location, || r.run(self));
-                }
                 Some(Entry::Cancelled) => skipped += 1,
                 Some(Entry::Main) => main(),
                 Some(entry) => self.run_entry(entry),
