@@ -187,44 +187,43 @@ impl Loop {
         let blocking = !busy && timeout != Some(Duration::ZERO);
         // A virtual clock jumps only after a poll found nothing: with nothing ready,
         // poll now rather than spin through iterations that skip it.
-        if blocking || (!busy && inner.clock.auto_advances()) {
+        if poll_due || blocking || (!busy && inner.clock.auto_advances()) {
             inner.unpolled.set(0);
-            self.poll_os(timeout, blocking)
-        } else if poll_due {
-            inner.unpolled.set(0);
-            self.poll_due(timeout, always_poll)
+            self.poll_os(timeout, blocking, busy && !always_poll)
         } else {
             inner.unpolled.set(inner.unpolled.get() + 1);
             Ok(())
         }
     }
 
-    /// The busy path's periodic poll (or an `always_poll` one that may not block):
-    /// skipped when no fd is watched, as it could only find the loop's own fds
-    /// ready. The busy time and the memory trim it would have accounted for are
-    /// accounted for all the same.
-    #[inline(never)] // once in `POLL_INTERVAL` busy iterations
-    fn poll_due(&self, timeout: Option<Duration>, always_poll: bool) -> Result<(), Error> {
-        if always_poll || self.inner.io.borrow().watches_fds() {
-            self.poll_os(timeout, false)
-        } else {
-            // What a poll would have done but the syscall: busy time and the trim.
-            let now = Instant::now();
-            let inner = &*self.inner;
-            if let Some(last) = inner.last_poll.replace(Some(now)) {
-                let busy = &inner.stats.time_busy;
-                busy.set(busy.get() + (now - last));
-            }
-            self.trim_if_due(now);
-            Ok(())
+    /// A busy iteration's periodic poll, skipped because no fd is watched (it could
+    /// only find the loop's own fds ready): what the poll would have done but the
+    /// syscall, the busy time and the memory trim, is done all the same.
+    fn skip_poll(&self) {
+        let now = Instant::now();
+        let inner = &*self.inner;
+        if let Some(last) = inner.last_poll.replace(Some(now)) {
+            let busy = &inner.stats.time_busy;
+            busy.set(busy.get() + (now - last));
         }
+        self.trim_if_due(now);
     }
 
     /// Polls the OS for at most `timeout` (`blocking`: it may wait) and queues what
-    /// is ready.
+    /// is ready. `skippable`: a busy iteration's periodic poll, which is skipped when
+    /// no fd is watched.
     #[inline(never)] // off the busy path: one call per poll, which is a syscall anyway
-    fn poll_os(&self, mut timeout: Option<Duration>, blocking: bool) -> Result<(), Error> {
+    fn poll_os(
+        &self,
+        mut timeout: Option<Duration>,
+        blocking: bool,
+        skippable: bool,
+    ) -> Result<(), Error> {
         let inner = &*self.inner;
+        if skippable && !inner.io.borrow().watches_fds() {
+            self.skip_poll();
+            return Ok(());
+        }
         if blocking {
             // Memory a burst needed comes back at the window's end even if the
             // loop has nothing else to do by then.
