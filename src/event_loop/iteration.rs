@@ -292,8 +292,9 @@ impl Loop {
     fn queue_timers(&self) {
         let inner = &*self.inner;
         let mut timers = inner.timers.borrow_mut();
-        timers.note_use();
         if !timers.is_empty() {
+            // (Noting the use of an empty store would note nothing.)
+            timers.note_use();
             let now = inner.clock.now_ns();
             let mut ready = inner.ready.borrow_mut();
             let fired = timers.pop_expired(now, |key, id| {
