@@ -274,8 +274,8 @@ impl Wakeups {
 /// `first` and the rest, in order.
 #[cold]
 #[inline(never)]
-fn run_more(first: Option<Waker>, more: Box<More>) {
-    let More { wake, discard } = *more;
+fn run_more(first: Option<Waker>, more: More) {
+    let More { wake, discard } = more;
     drop(discard);
     if let Some(first) = first {
         first.wake();
@@ -299,7 +299,7 @@ impl Drop for Wakeups {
                     first.wake();
                 }
             }
-            Some(more) => run_more(wake, more),
+            Some(more) => run_more(wake, *more),
         }
     }
 }
@@ -419,7 +419,10 @@ mod tests {
     }
 
     /// A waker that logs `(name, woken)` when woken or dropped.
-    struct Logged(&'static str, Arc<std::sync::Mutex<Vec<(&'static str, bool)>>>);
+    struct Logged(
+        &'static str,
+        Arc<std::sync::Mutex<Vec<(&'static str, bool)>>>,
+    );
 
     impl Wake for Logged {
         fn wake(self: Arc<Self>) {

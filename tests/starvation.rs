@@ -239,7 +239,9 @@ fn a_reader_added_to_a_busy_loop_that_watched_no_fd_is_served_within_the_bound()
     };
     chain(&lp, iterations.clone(), 100_000, hook);
     lp.run_forever().unwrap();
-    let polls = polls_before_reader.get().expect("the chain reached the reader");
+    let polls = polls_before_reader
+        .get()
+        .expect("the chain reached the reader");
     assert_eq!(polls, 0, "no fd watched: the busy iterations made no poll");
     let (added, served) = (added_at.get().unwrap(), served_at.get().expect("starved"));
     assert!(
