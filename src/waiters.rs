@@ -274,8 +274,9 @@ impl Wakeups {
 /// `first` and the rest, in order.
 #[cold]
 #[inline(never)]
-fn run_more(first: Option<Waker>, more: More) {
-    let More { wake, discard } = more;
+#[allow(clippy::boxed_local)] // taking the box keeps its move and free out of `Drop`
+fn run_more(first: Option<Waker>, more: Box<More>) {
+    let More { wake, discard } = *more;
     drop(discard);
     if let Some(first) = first {
         first.wake();
@@ -299,7 +300,7 @@ impl Drop for Wakeups {
                     first.wake();
                 }
             }
-            Some(more) => run_more(wake, *more),
+            Some(more) => run_more(wake, more),
         }
     }
 }
