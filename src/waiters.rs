@@ -1,5 +1,7 @@
 //! The wait queue of everything that futures wait on: a FIFO of parked waiters, each
-//! with the waker to call when its turn comes. Under every primitive of `sync/`, a
+//! with the waker to call when its turn comes. Under `sync/`'s events, conditions,
+//! barriers and queue joiners (counted permits, under locks, semaphores and queues,
+//! keep their waiters in a cheaper ticket line: `sync/line.rs`), a
 //! [`Promise`](crate::Promise)'s awaiters and a `Server`'s `wait_closed` futures.
 //!
 //! Every operation is O(1), and a waiter that leaves (its future dropped: a timeout
@@ -147,21 +149,6 @@ impl WaitQueue {
     /// Notifies every queued waiter, oldest first.
     pub(crate) fn notify_all(&mut self, wakeups: &mut Wakeups) {
         while self.notify_one(wakeups) {}
-    }
-
-    /// Wakes every queued waiter without notifying it: each stays queued, and is
-    /// woken once (its waker is taken; polled again, it registers a new one). For a
-    /// primitive whose state changed for everyone (a queue shut down), so that each
-    /// waiter looks again.
-    pub(crate) fn wake_queued(&mut self, wakeups: &mut Wakeups) {
-        let mut key = self.head;
-        while key != NIL {
-            let entry = self.entry_mut(key);
-            if let Some(waker) = entry.waker.take() {
-                wakeups.wake(waker);
-            }
-            key = entry.next;
-        }
     }
 
     /// Removes waiter `key`, queued or notified; returns whether it had been notified.
@@ -394,29 +381,6 @@ mod tests {
         assert_eq!(k2, k);
         assert!(!q.is_notified(k2));
         assert_eq!((q.head, q.tail), (k2 as u32, k2 as u32));
-    }
-
-    #[test]
-    fn wake_queued_wakes_without_notifying() {
-        let mut q = WaitQueue::default();
-        let (ca, a) = counter();
-        let (cb, b) = counter();
-        let ka = q.push(&a);
-        let kb = q.push(&b);
-        let mut w = Wakeups::default();
-        q.wake_queued(&mut w);
-        q.wake_queued(&mut w); // the wakers are gone: nothing woken twice
-        drop(w);
-        assert_eq!((wakes(&ca), wakes(&cb)), (1, 1));
-        assert!(!q.is_notified(ka) && !q.is_notified(kb));
-        assert_eq!(q.queued(), 2);
-        // Registered again, a waiter is woken by a later notification.
-        let mut w = Wakeups::default();
-        q.register(ka, &a, &mut w);
-        assert!(q.notify_one(&mut w));
-        drop(w);
-        assert_eq!(wakes(&ca), 2);
-        assert!(q.is_notified(ka));
     }
 
     /// A waker that logs `(name, woken)` when woken or dropped.
