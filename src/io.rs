@@ -179,6 +179,14 @@ impl Io {
         Ok((io, waker))
     }
 
+    /// Whether the epoll set holds anything but the loop's own wake-up and timer fds
+    /// (a user reader or writer, a library source). When it does not, a poll that
+    /// may not block can report nothing the loop does not check for itself on every
+    /// iteration (threadsafe calls, due timers).
+    pub(crate) fn watches_fds(&self) -> bool {
+        !self.regs.is_empty() || !self.sources.is_empty()
+    }
+
     /// The epoll fd: readable when any registered source is ready.
     pub(crate) fn raw_fd(&self) -> RawFd {
         self.poll.as_raw_fd()

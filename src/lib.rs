@@ -32,7 +32,9 @@
 //!    writers are level-triggered, as asyncio's. While callbacks keep the loop busy,
 //!    the OS is polled without blocking on at least every 32nd iteration instead of
 //!    on each, so a ready fd waits at most 32 iterations behind a chain of callbacks;
-//!    an idle or blocking iteration, and every [`Loop::run_once`], always polls.
+//!    an idle or blocking iteration, and every [`Loop::run_once`], always polls. (A
+//!    busy loop that watches no fd at all skips those periodic polls: they could
+//!    only report threadsafe calls and due timers, which every iteration checks.)
 //! 3. **Timers.** Queue every timer whose deadline has passed, in deadline order, equal
 //!    deadlines in scheduling order. A timer never fires early.
 //! 4. **Threadsafe calls.** Queue what other threads sent.

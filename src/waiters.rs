@@ -1,5 +1,7 @@
 //! The wait queue of everything that futures wait on: a FIFO of parked waiters, each
-//! with the waker to call when its turn comes. Under every primitive of `sync/`, a
+//! with the waker to call when its turn comes. Under `sync/`'s events, conditions,
+//! barriers and queue joiners (counted permits, under locks, semaphores and queues,
+//! keep their waiters in a cheaper ticket line: `sync/line.rs`), a
 //! [`Promise`](crate::Promise)'s awaiters and a `Server`'s `wait_closed` futures.
 //!
 //! Every operation is O(1), and a waiter that leaves (its future dropped: a timeout
@@ -16,7 +18,7 @@
 //! they are collected in a [`Wakeups`] that runs them once the borrow has ended, so a
 //! waker that re-enters the primitive (or drops a task that does) finds it free.
 
-use std::mem;
+use std::mem::ManuallyDrop;
 use std::task::Waker;
 
 use slab::Slab;
@@ -68,6 +70,7 @@ impl WaitQueue {
     ///
     /// # Panics
     /// With more than 4 billion waiters parked at once.
+    #[inline(always)]
     pub(crate) fn push(&mut self, waker: &Waker) -> usize {
         let key = self.entries.insert(Entry {
             waker: Some(waker.clone()),
@@ -75,10 +78,11 @@ impl WaitQueue {
             next: NIL,
             queued: true,
         });
-        let k = u32::try_from(key)
-            .ok()
-            .filter(|&k| k != NIL)
-            .expect("more than 4 billion waiters parked on one thing");
+        assert!(
+            key < NIL as usize,
+            "more than 4 billion waiters parked on one thing"
+        );
+        let k = key as u32;
         match self.tail {
             NIL => self.head = k,
             tail => self.entry_mut(tail).next = k,
@@ -89,6 +93,7 @@ impl WaitQueue {
     }
 
     /// Whether waiter `key` has been notified (it is no longer queued).
+    #[inline(always)]
     pub(crate) fn is_notified(&self, key: usize) -> bool {
         !self.entries[key].queued
     }
@@ -117,13 +122,25 @@ impl WaitQueue {
 
     /// Notifies the oldest queued waiter, if there is one; its waker goes to
     /// `wakeups`. Returns whether a waiter was notified.
+    #[inline(always)]
     pub(crate) fn notify_one(&mut self, wakeups: &mut Wakeups) -> bool {
-        if self.head == NIL {
+        let key = self.head;
+        if key == NIL {
             return false;
         }
-        let key = self.head;
-        self.unlink(key);
-        if let Some(waker) = self.entry_mut(key).waker.take() {
+        // The head has no predecessor: unlinking it is moving `head` on.
+        let entry = self.entry_mut(key);
+        debug_assert!(entry.queued && entry.prev == NIL, "wait queue: bad head");
+        entry.queued = false;
+        let next = entry.next;
+        let waker = entry.waker.take();
+        self.head = next;
+        match next {
+            NIL => self.tail = NIL,
+            next => self.entry_mut(next).prev = NIL,
+        }
+        self.queued -= 1;
+        if let Some(waker) = waker {
             wakeups.wake(waker);
         }
         true
@@ -134,22 +151,8 @@ impl WaitQueue {
         while self.notify_one(wakeups) {}
     }
 
-    /// Wakes every queued waiter without notifying it: each stays queued, and is
-    /// woken once (its waker is taken; polled again, it registers a new one). For a
-    /// primitive whose state changed for everyone (a queue shut down), so that each
-    /// waiter looks again.
-    pub(crate) fn wake_queued(&mut self, wakeups: &mut Wakeups) {
-        let mut key = self.head;
-        while key != NIL {
-            let entry = self.entry_mut(key);
-            if let Some(waker) = entry.waker.take() {
-                wakeups.wake(waker);
-            }
-            key = entry.next;
-        }
-    }
-
     /// Removes waiter `key`, queued or notified; returns whether it had been notified.
+    #[inline(always)]
     pub(crate) fn remove(&mut self, key: usize, wakeups: &mut Wakeups) -> bool {
         let (notified, waker) = self.take(key);
         if let Some(waker) = waker {
@@ -161,6 +164,7 @@ impl WaitQueue {
     /// [`remove`](WaitQueue::remove), handing back the entry's waker (if it still has
     /// one), for the caller to drop once its borrow has ended.
     #[must_use = "drop the waker after the borrow ends"]
+    #[inline(always)]
     pub(crate) fn take(&mut self, key: usize) -> (bool, Option<Waker>) {
         let notified = self.is_notified(key);
         if !notified {
@@ -174,6 +178,7 @@ impl WaitQueue {
         self.queued
     }
 
+    #[inline(always)]
     fn entry_mut(&mut self, key: u32) -> &mut Entry {
         &mut self.entries[key as usize]
     }
@@ -204,52 +209,85 @@ impl WaitQueue {
 ///
 /// Declare it *before* the `RefCell` borrow it serves: locals drop in reverse order,
 /// so the borrow ends first and then `Wakeups` runs, even when unwinding.
+///
+/// Nearly every operation wakes at most one waker and drops at most one: those two
+/// live inline, and only a second of either kind moves everything past the first
+/// into a heap block. An empty `Wakeups` costs three compares to drop, and one
+/// waker to wake one more.
 #[derive(Default)]
 pub(crate) struct Wakeups {
-    wake: Wakers,
-    discard: Wakers,
+    // `ManuallyDrop` only to spare the drop glue: `Drop` below moves every field out
+    // (leaving `None`, which holds nothing), so nothing is ever leaked, and an empty
+    // `Wakeups` drops with three compares.
+    /// The first waker to wake.
+    wake: ManuallyDrop<Option<Waker>>,
+    /// The first stale waker to drop.
+    discard: ManuallyDrop<Option<Waker>>,
+    /// The wakers past the first of each kind, in the order they were queued;
+    /// `None` until there is one.
+    more: ManuallyDrop<Option<Box<More>>>,
+}
+
+/// The wakers of a [`Wakeups`] past the first of each kind.
+#[derive(Default)]
+struct More {
+    wake: Vec<Waker>,
+    discard: Vec<Waker>,
 }
 
 impl Wakeups {
-    /// Queues `waker` to be woken.
+    /// Queues `waker` to be woken (after those queued before it).
+    #[inline]
     pub(crate) fn wake(&mut self, waker: Waker) {
-        self.wake.push(waker);
+        if self.wake.is_none() {
+            *self.wake = Some(waker);
+        } else {
+            self.more.get_or_insert_default().wake.push(waker);
+        }
     }
 
     /// Queues `waker` to be dropped without waking.
+    #[inline]
     pub(crate) fn discard(&mut self, waker: Waker) {
-        self.discard.push(waker);
+        if self.discard.is_none() {
+            *self.discard = Some(waker);
+        } else {
+            self.more.get_or_insert_default().discard.push(waker);
+        }
     }
+}
+
+/// The path with more than one waker of a kind: drops the stale ones, then wakes
+/// `first` and the rest, in order.
+#[cold]
+#[inline(never)]
+#[allow(clippy::boxed_local)] // taking the box keeps its move and free out of `Drop`
+fn run_more(first: Option<Waker>, more: Box<More>) {
+    let More { wake, discard } = *more;
+    drop(discard);
+    if let Some(first) = first {
+        first.wake();
+    }
+    wake.into_iter().for_each(Waker::wake);
 }
 
 impl Drop for Wakeups {
-    #[inline(always)]
+    #[inline]
     fn drop(&mut self) {
-        // Most operations wake nobody: make that path a couple of compares.
-        if self.discard.first.is_some() {
-            drop(mem::take(&mut self.discard));
-        }
-        if let Some(first) = self.wake.first.take() {
-            let rest = mem::take(&mut self.wake.rest);
-            first.wake();
-            rest.into_iter().for_each(Waker::wake);
-        }
-    }
-}
-
-/// A list of wakers that does not allocate for the common case of one.
-#[derive(Default)]
-struct Wakers {
-    first: Option<Waker>,
-    rest: Vec<Waker>,
-}
-
-impl Wakers {
-    fn push(&mut self, waker: Waker) {
-        if self.first.is_none() {
-            self.first = Some(waker);
-        } else {
-            self.rest.push(waker);
+        // Everything moves into locals first, so that a waker that panics (in `wake`
+        // or `drop`) leaves the others to be dropped by the unwinding.
+        let discard = self.discard.take();
+        let wake = self.wake.take();
+        let more = self.more.take();
+        // Stale wakers first: a waker dropped is never one woken after it.
+        drop(discard);
+        match more {
+            None => {
+                if let Some(first) = wake {
+                    first.wake();
+                }
+            }
+            Some(more) => run_more(wake, more),
         }
     }
 }
@@ -345,27 +383,45 @@ mod tests {
         assert_eq!((q.head, q.tail), (k2 as u32, k2 as u32));
     }
 
+    /// A waker that logs `(name, woken)` when woken or dropped.
+    struct Logged(
+        &'static str,
+        Arc<std::sync::Mutex<Vec<(&'static str, bool)>>>,
+    );
+
+    impl Wake for Logged {
+        fn wake(self: Arc<Self>) {
+            self.1.lock().unwrap().push((self.0, true));
+        }
+    }
+
+    impl Drop for Logged {
+        fn drop(&mut self) {
+            self.1.lock().unwrap().push((self.0, false));
+        }
+    }
+
+    /// Past the first waker of each kind: stale wakers are dropped first, then the
+    /// others are woken in the order they were queued; nothing before the drop.
     #[test]
-    fn wake_queued_wakes_without_notifying() {
-        let mut q = WaitQueue::default();
-        let (ca, a) = counter();
-        let (cb, b) = counter();
-        let ka = q.push(&a);
-        let kb = q.push(&b);
-        let mut w = Wakeups::default();
-        q.wake_queued(&mut w);
-        q.wake_queued(&mut w); // the wakers are gone: nothing woken twice
-        drop(w);
-        assert_eq!((wakes(&ca), wakes(&cb)), (1, 1));
-        assert!(!q.is_notified(ka) && !q.is_notified(kb));
-        assert_eq!(q.queued(), 2);
-        // Registered again, a waiter is woken by a later notification.
-        let mut w = Wakeups::default();
-        q.register(ka, &a, &mut w);
-        assert!(q.notify_one(&mut w));
-        drop(w);
-        assert_eq!(wakes(&ca), 2);
-        assert!(q.is_notified(ka));
+    fn wakeups_run_every_waker_in_order() {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let w = |name| Waker::from(Arc::new(Logged(name, log.clone())));
+        let mut wakeups = Wakeups::default();
+        wakeups.wake(w("a"));
+        wakeups.discard(w("x"));
+        wakeups.wake(w("b"));
+        wakeups.discard(w("y"));
+        wakeups.wake(w("c"));
+        assert!(log.lock().unwrap().is_empty());
+        drop(wakeups);
+        let log = log.lock().unwrap().clone();
+        let woken: Vec<_> = log.iter().filter(|e| e.1).map(|e| e.0).collect();
+        assert_eq!(woken, ["a", "b", "c"]);
+        assert_eq!(log.len(), 8, "every waker dropped once: {log:?}");
+        let last_stale = log.iter().rposition(|e| e.0 == "x" || e.0 == "y").unwrap();
+        let first_woken = log.iter().position(|e| e.1).unwrap();
+        assert!(last_stale < first_woken, "stale wakers go first: {log:?}");
     }
 
     #[test]

@@ -197,3 +197,56 @@ fn a_threadsafe_call_is_served_while_a_chain_runs() {
         "the threadsafe call was starved"
     );
 }
+
+/// A busy loop that watches no fd skips its periodic polls (they could find only
+/// what every iteration checks anyway); a reader added in the middle of the chain is
+/// still served within the promised bound, and polls resume with it.
+#[test]
+fn a_reader_added_to_a_busy_loop_that_watched_no_fd_is_served_within_the_bound() {
+    let lp = Loop::new().unwrap();
+    let (a, b) = socketpair();
+    let b = Rc::new(b);
+    let iterations = Rc::new(Cell::new(0u64));
+    let added_at = Rc::new(Cell::new(None));
+    let served_at = Rc::new(Cell::new(None));
+    let polls_before_reader = Rc::new(Cell::new(None));
+    let hook: Hook = {
+        let (added_at, served_at, polls) = (
+            added_at.clone(),
+            served_at.clone(),
+            polls_before_reader.clone(),
+        );
+        let it = iterations.clone();
+        Rc::new(move |lp, n| {
+            // Iteration 1000 + a few, off any 32-iteration boundary.
+            if n == 1_005 {
+                polls.set(Some(lp.stats().polls));
+                send(&a, b"x");
+                let (b2, sv, it) = (b.clone(), served_at.clone(), it.clone());
+                let fd = b.as_raw_fd();
+                lp.add_reader(fd, move |lp| {
+                    if sv.get().is_none() {
+                        sv.set(Some(it.get()));
+                        util::recv(&b2, 64).unwrap();
+                        lp.remove_reader(fd);
+                        lp.stop();
+                    }
+                })
+                .unwrap();
+                added_at.set(Some(n));
+            }
+        })
+    };
+    chain(&lp, iterations.clone(), 100_000, hook);
+    lp.run_forever().unwrap();
+    let polls = polls_before_reader
+        .get()
+        .expect("the chain reached the reader");
+    assert_eq!(polls, 0, "no fd watched: the busy iterations made no poll");
+    let (added, served) = (added_at.get().unwrap(), served_at.get().expect("starved"));
+    assert!(
+        served - added <= MAX_ITERATIONS,
+        "served {} iterations after the reader was added",
+        served - added
+    );
+}

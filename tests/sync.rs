@@ -27,6 +27,65 @@ fn join_all<T: 'static>(lp: &Loop, tasks: Vec<Task<T>>) -> Vec<T> {
 
 // ----- Queue -----
 
+/// Polls `fut` once with a waker that does nothing.
+fn poll_once<F: std::future::Future + Unpin>(fut: &mut F) -> std::task::Poll<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::pin::Pin::new(fut).poll(&mut cx)
+}
+
+/// As asyncio's: an item put while getters wait is promised to the oldest getter,
+/// but stays in the queue (counted by `len`, `is_full`) until a woken getter
+/// resumes, and a getter takes the front item when it resumes, so woken getters
+/// that resume out of order still drain the queue in FIFO order.
+#[test]
+fn woken_getters_take_the_front_item_in_the_order_they_resume() {
+    let q = Queue::bounded(2);
+    let (mut g1, mut g2) = (Box::pin(q.get()), Box::pin(q.get()));
+    assert!(poll_once(&mut g1).is_pending());
+    assert!(poll_once(&mut g2).is_pending());
+    q.put_nowait('a').unwrap(); // promised to g1
+    q.put_nowait('b').unwrap(); // promised to g2
+    assert_eq!(q.len(), 2);
+    assert!(q.is_full() && !q.is_empty());
+    assert_eq!(q.get_nowait(), Err(TryGetError::Empty), "both are promised");
+    assert_eq!(poll_once(&mut g2), std::task::Poll::Ready(Ok('a')));
+    assert_eq!(q.len(), 1);
+    assert_eq!(poll_once(&mut g1), std::task::Poll::Ready(Ok('b')));
+    assert!(q.is_empty() && !q.is_full());
+}
+
+/// Two tasks bouncing a counter over two `bounded(1)` queues (the `pingpong`
+/// bench): every value arrives, in order, and both queues end empty.
+#[test]
+fn ping_pong_over_two_bounded_queues() {
+    let lp = Loop::new().unwrap();
+    let (a, b) = (Queue::bounded(1), Queue::bounded(1));
+    let pong = lp.create_task({
+        let (a, b) = (a.clone(), b.clone());
+        async move {
+            for _ in 0..1_000u64 {
+                let v = a.get().await.unwrap();
+                b.put(v + 1).await.unwrap();
+            }
+        }
+    });
+    let ping = lp.create_task({
+        let (a, b) = (a.clone(), b.clone());
+        async move {
+            let mut got = Vec::new();
+            for i in 0..1_000u64 {
+                a.put(2 * i).await.unwrap();
+                got.push(b.get().await.unwrap());
+            }
+            got
+        }
+    });
+    let got = join_all(&lp, vec![ping]).pop().unwrap();
+    join_all(&lp, vec![pong]);
+    assert_eq!(got, (0..1_000u64).map(|i| 2 * i + 1).collect::<Vec<_>>());
+    assert!(a.is_empty() && b.is_empty());
+}
+
 /// 3 producers × 1000 items through a capacity-4 queue to 2 consumers: every item
 /// arrives exactly once, each producer's items in the order it put them, and the
 /// queue never holds more than 4.

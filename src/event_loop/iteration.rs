@@ -17,7 +17,10 @@ use crate::stats::add;
 /// least every this many-th iteration: after a poll, at most `POLL_INTERVAL - 1`
 /// iterations skip it, so a ready fd waits at most `POLL_INTERVAL` iterations. An
 /// idle or blocking iteration always polls. Skipping the poll syscall on the others
-/// is what makes a chain of callbacks cheap.
+/// is what makes a chain of callbacks cheap. With no fd watched at all (no reader,
+/// writer, socket, signal or child), a busy iteration never needs the poll: what
+/// the loop's own fds would report (threadsafe calls, due timers) it checks on every
+/// iteration anyway.
 pub(crate) const POLL_INTERVAL: u32 = 32;
 
 /// Restores the loop's idle state when a run ends, even by a panic.
@@ -186,18 +189,41 @@ impl Loop {
         // poll now rather than spin through iterations that skip it.
         if poll_due || blocking || (!busy && inner.clock.auto_advances()) {
             inner.unpolled.set(0);
-            self.poll_os(timeout, blocking)
+            self.poll_os(timeout, blocking, busy && !always_poll)
         } else {
             inner.unpolled.set(inner.unpolled.get() + 1);
             Ok(())
         }
     }
 
-    /// Polls the OS for at most `timeout` (`blocking`: it may wait) and queues what
-    /// is ready.
-    #[inline(never)] // off the busy path: one call per poll, which is a syscall anyway
-    fn poll_os(&self, mut timeout: Option<Duration>, blocking: bool) -> Result<(), Error> {
+    /// A busy iteration's periodic poll, skipped because no fd is watched (it could
+    /// only find the loop's own fds ready): what the poll would have done but the
+    /// syscall, the busy time and the memory trim, is done all the same.
+    fn skip_poll(&self) {
+        let now = Instant::now();
         let inner = &*self.inner;
+        if let Some(last) = inner.last_poll.replace(Some(now)) {
+            let busy = &inner.stats.time_busy;
+            busy.set(busy.get() + (now - last));
+        }
+        self.trim_if_due(now);
+    }
+
+    /// Polls the OS for at most `timeout` (`blocking`: it may wait) and queues what
+    /// is ready. `skippable`: a busy iteration's periodic poll, which is skipped when
+    /// no fd is watched.
+    #[inline(never)] // off the busy path: one call per poll, which is a syscall anyway
+    fn poll_os(
+        &self,
+        mut timeout: Option<Duration>,
+        blocking: bool,
+        skippable: bool,
+    ) -> Result<(), Error> {
+        let inner = &*self.inner;
+        if skippable && !inner.io.borrow().watches_fds() {
+            self.skip_poll();
+            return Ok(());
+        }
         if blocking {
             // Memory a burst needed comes back at the window's end even if the
             // loop has nothing else to do by then.
@@ -266,8 +292,9 @@ impl Loop {
     fn queue_timers(&self) {
         let inner = &*self.inner;
         let mut timers = inner.timers.borrow_mut();
-        timers.note_use();
         if !timers.is_empty() {
+            // (Noting the use of an empty store would note nothing.)
+            timers.note_use();
             let now = inner.clock.now_ns();
             let mut ready = inner.ready.borrow_mut();
             let fired = timers.pop_expired(now, |key, id| {

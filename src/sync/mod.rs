@@ -30,6 +30,7 @@ mod barrier;
 mod bounded_semaphore;
 mod condition;
 mod event;
+mod line;
 mod lock;
 mod permits;
 mod queue;

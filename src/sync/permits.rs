@@ -2,15 +2,17 @@
 //! (one permit), [`Semaphore`](super::Semaphore) (n permits) and
 //! [`Queue`](super::Queue) (a permit per item and one per free slot).
 //!
-//! A released permit goes straight to the oldest queued waiter, which is notified
-//! and owns it from then on, before anyone else can see it; only with no one
+//! A released permit goes straight to the oldest queued waiter, which is served
+//! (taken out of the [`Line`]) and owns it from then on, before anyone else can see
+//! it; only with no one
 //! queued is it counted as available. So a newcomer never barges ahead of a queued
 //! waiter, and a woken waiter never finds its permit gone. A waiter that is dropped
 //! after being handed a permit releases it again, to the next waiter in line.
 
 use std::task::{Poll, Waker};
 
-use crate::waiters::{WaitQueue, Wakeups};
+use super::line::Line;
+use crate::waiters::Wakeups;
 
 /// A count of free permits and the FIFO of waiters for them.
 pub(crate) struct Permits {
@@ -19,14 +21,15 @@ pub(crate) struct Permits {
     /// Invariant: `available > 0` implies no waiter is queued: a permit released
     /// while someone is queued goes to the oldest of them instead of being counted.
     available: usize,
-    /// Waiters for a permit. Invariant: each *notified* entry owns exactly one
-    /// permit, handed to it by [`release`](Permits::release); it takes the permit by
-    /// removing its entry (through [`Ticket::poll`]) or gives it back by being
-    /// cancelled (through [`Ticket::cancel`]).
-    waiters: WaitQueue,
-    /// No permit will be released any more to waiters that are not already notified
+    /// Waiters for a permit. Invariant: each waiter *served* from the line (and
+    /// still holding its ticket) owns exactly one permit, handed to it by
+    /// [`release`](Permits::release); it takes the permit when it polls (through
+    /// [`Ticket::poll`]) or gives it back by being cancelled (through
+    /// [`Ticket::cancel`]).
+    waiters: Line,
+    /// No permit will be released any more to waiters that are not already served
     /// (a queue shut down): a queued waiter that polls leaves with "closed", and so
-    /// does a newcomer that finds no permit available. Notified waiters keep theirs.
+    /// does a newcomer that finds no permit available. Served waiters keep theirs.
     closed: bool,
 }
 
@@ -35,7 +38,7 @@ impl Permits {
     pub(crate) fn new(available: usize) -> Permits {
         Permits {
             available,
-            waiters: WaitQueue::default(),
+            waiters: Line::default(),
             closed: false,
         }
     }
@@ -65,6 +68,7 @@ impl Permits {
 
     /// Takes a free permit if there is one (which, by the invariant on `available`,
     /// means no one is queued, so this is never barging).
+    #[inline(always)]
     pub(crate) fn try_acquire(&mut self) -> bool {
         if self.available > 0 {
             self.available -= 1;
@@ -79,9 +83,10 @@ impl Permits {
     ///
     /// # Panics
     /// If `available` would overflow `usize`.
+    #[inline(always)] // hot in every queue operation; folds to a branch for `n == 1`
     pub(crate) fn release(&mut self, n: usize, wakeups: &mut Wakeups) {
         let mut left = n;
-        while left > 0 && self.waiters.notify_one(wakeups) {
+        while left > 0 && self.waiters.serve_one(wakeups) {
             left -= 1;
         }
         self.available = self
@@ -98,8 +103,9 @@ pub(crate) enum Ticket {
     /// Not polled yet, or polled and not queued.
     #[default]
     Idle,
-    /// Queued (or notified) under this key in `Permits::waiters`.
-    Waiting(usize),
+    /// Holding this ticket of `Permits::waiters`: queued, or served (and then
+    /// owning a permit).
+    Waiting(u64),
     /// The permit was taken; the future has completed.
     Done,
 }
@@ -109,7 +115,7 @@ impl Ticket {
     ///
     /// # Panics
     /// If polled again after returning `Ready`, naming `what` was polled.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn poll(
         &mut self,
         permits: &mut Permits,
@@ -124,6 +130,7 @@ impl Ticket {
     /// [`poll`](Ticket::poll) on permits that may be [closed](Permits::close):
     /// `Ready(true)` means the caller now owns a permit, `Ready(false)` that none
     /// will come (the ticket is done either way).
+    #[inline(always)] // the call would cost more than its common paths
     pub(crate) fn poll_unless_closed(
         &mut self,
         permits: &mut Permits,
@@ -145,12 +152,11 @@ impl Ticket {
                 Poll::Pending
             }
             Ticket::Waiting(key) => {
-                if permits.waiters.is_notified(key) {
-                    permits.waiters.remove(key, wakeups);
+                if permits.waiters.is_served(key) {
                     *self = Ticket::Done;
                     Poll::Ready(true)
                 } else if permits.closed {
-                    permits.waiters.remove(key, wakeups);
+                    permits.waiters.leave(key, wakeups);
                     *self = Ticket::Done;
                     Poll::Ready(false)
                 } else {
@@ -168,13 +174,16 @@ impl Ticket {
     pub(crate) fn cancel(&mut self, permits: &mut Permits, wakeups: &mut Wakeups) {
         if let Ticket::Waiting(key) = *self {
             *self = Ticket::Idle;
-            if permits.waiters.remove(key, wakeups) {
+            if permits.waiters.is_served(key) {
                 permits.release(1, wakeups);
+            } else {
+                permits.waiters.leave(key, wakeups);
             }
         }
     }
 
-    /// Whether the ticket is queued (or notified) and must be cancelled on drop.
+    /// Whether the ticket is queued (or served) and must be cancelled on drop.
+    #[inline(always)]
     pub(crate) fn is_waiting(&self) -> bool {
         matches!(self, Ticket::Waiting(_))
     }

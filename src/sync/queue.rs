@@ -444,15 +444,25 @@ impl<T> Future for PutFuture<T> {
 }
 
 impl<T> Drop for PutFuture<T> {
+    #[inline]
     fn drop(&mut self) {
         if self.ticket.is_waiting() {
-            let mut wakeups = Wakeups::default();
-            let mut shared = self.shared.borrow_mut();
-            if let Some(writable) = &mut shared.writable {
-                self.ticket.cancel(writable, &mut wakeups);
-            }
+            self.leave_line();
         }
         // `self.item`, if still here, drops after this: outside the borrow.
+    }
+}
+
+impl<T> PutFuture<T> {
+    /// Dropped while waiting: leaves the putters' line (passing on a promised slot).
+    #[cold]
+    #[inline(never)]
+    fn leave_line(&mut self) {
+        let mut wakeups = Wakeups::default();
+        let mut shared = self.shared.borrow_mut();
+        if let Some(writable) = &mut shared.writable {
+            self.ticket.cancel(writable, &mut wakeups);
+        }
     }
 }
 
@@ -497,12 +507,22 @@ impl<T> Future for GetFuture<T> {
 }
 
 impl<T> Drop for GetFuture<T> {
+    #[inline]
     fn drop(&mut self) {
         if self.ticket.is_waiting() {
-            let mut wakeups = Wakeups::default();
-            let mut shared = self.shared.borrow_mut();
-            self.ticket.cancel(&mut shared.readable, &mut wakeups);
+            self.leave_line();
         }
+    }
+}
+
+impl<T> GetFuture<T> {
+    /// Dropped while waiting: leaves the getters' line (passing on a promised item).
+    #[cold]
+    #[inline(never)]
+    fn leave_line(&mut self) {
+        let mut wakeups = Wakeups::default();
+        let mut shared = self.shared.borrow_mut();
+        self.ticket.cancel(&mut shared.readable, &mut wakeups);
     }
 }
 
