@@ -177,6 +177,7 @@ impl StreamReader {
                     },
                 )));
             }
+            s.prepare_exact(n);
             Step::Wait(n)
         })
     }

@@ -144,6 +144,32 @@ impl Shared {
         out
     }
 
+    /// A `readexactly(n)` is about to wait for `n` bytes: for a large `n`, makes the
+    /// buffer a single block of exactly `n` bytes, the pending ones at its front, so
+    /// that the data arrives where `consume` hands it over whole.
+    ///
+    /// Allocated now, right after the previous message was handed over (and, in the
+    /// usual read–write loop, freed): the allocator gives the same block back. Left
+    /// to `feed_data`, every connection's block would be allocated while the
+    /// connections' data comes in and freed when their tasks run, a swing of one
+    /// block per connection each iteration that the allocator answers by growing and
+    /// trimming the heap: page faults on every message.
+    pub(super) fn prepare_exact(&self, n: usize) {
+        if n < TAKE_WHOLE {
+            return;
+        }
+        let mut buf = self.buf.borrow_mut();
+        let start = self.start.get();
+        if start > 0 {
+            buf.drain(..start);
+            self.start.set(0);
+        }
+        if buf.capacity() < n {
+            let len = buf.len();
+            buf.reserve_exact(n - len);
+        }
+    }
+
     /// Drops the first `n` pending bytes (`n <= pending()`).
     pub(super) fn skip(&self, n: usize, transport: &Transport) {
         self.skip_locked(&mut self.buf.borrow_mut(), n);
