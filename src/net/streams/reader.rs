@@ -165,7 +165,7 @@ impl StreamReader {
             }
             let pending = s.pending();
             if pending >= n {
-                return Step::Done(Ok(s.consume(n, t)));
+                return Step::Done(Ok(s.consume_exact(n, t)));
             }
             if s.eof() {
                 let partial = s.consume(pending, t);
@@ -261,6 +261,7 @@ where
 {
     type Output = T;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         let this = self.get_mut();
         let (shared, transport) = (&*this.reader.shared, &this.reader.transport);

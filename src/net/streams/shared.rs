@@ -144,30 +144,59 @@ impl Shared {
         out
     }
 
-    /// A `readexactly(n)` is about to wait for `n` bytes: for a large `n`, makes the
-    /// buffer a single block of exactly `n` bytes, the pending ones at its front, so
-    /// that the data arrives where `consume` hands it over whole.
+    /// A `readexactly(n)` is about to wait for `n` bytes: makes the buffer a single
+    /// block with room for exactly `n` bytes, the pending ones at its front, so that
+    /// the data arrives where [`consume_exact`](Shared::consume_exact) hands it over
+    /// without a copy. Not for `n` over twice the limit: that much is not reserved
+    /// before the peer sends it (the buffer grows as data comes, as for any read).
     ///
     /// Allocated now, right after the previous message was handed over (and, in the
     /// usual read–write loop, freed): the allocator gives the same block back. Left
     /// to `feed_data`, every connection's block would be allocated while the
     /// connections' data comes in and freed when their tasks run, a swing of one
-    /// block per connection each iteration that the allocator answers by growing and
-    /// trimming the heap: page faults on every message.
+    /// block per connection each iteration that the allocator answers, for large
+    /// blocks, by growing and trimming the heap: page faults on every message.
+    #[inline]
     pub(super) fn prepare_exact(&self, n: usize) {
-        if n < TAKE_WHOLE {
+        let mut buf = self.buf.borrow_mut();
+        if self.start.get() == 0 && buf.capacity() >= n {
+            return; // prepared already (or holding more than asked)
+        }
+        if n > 2 * self.limit {
             return;
         }
-        let mut buf = self.buf.borrow_mut();
-        let start = self.start.get();
+        if buf.is_empty() {
+            // Handed over (or never used): a fresh block, the allocator's fast path.
+            *buf = Vec::with_capacity(n);
+            self.start.set(0);
+            return;
+        }
+        let start = self.start.replace(0);
         if start > 0 {
             buf.drain(..start);
-            self.start.set(0);
         }
-        if buf.capacity() < n {
-            let len = buf.len();
-            buf.reserve_exact(n - len);
+        let len = buf.len();
+        buf.reserve_exact(n - len);
+    }
+
+    /// Takes the first `n` pending bytes for `readexactly(n)`: the whole buffer,
+    /// without a copy, when it holds exactly them (as [`prepare_exact`] arranges)
+    /// and has no more than `n` bytes of spare room to hand out; else a copy, as
+    /// [`consume`](Shared::consume).
+    ///
+    /// [`prepare_exact`]: Shared::prepare_exact
+    #[inline]
+    pub(super) fn consume_exact(&self, n: usize, transport: &Transport) -> Vec<u8> {
+        {
+            let mut buf = self.buf.borrow_mut();
+            if self.start.get() == 0 && buf.len() == n && buf.capacity() <= 2 * n {
+                let out = std::mem::take(&mut *buf);
+                drop(buf);
+                self.maybe_resume(transport);
+                return out;
+            }
         }
+        self.consume(n, transport)
     }
 
     /// Drops the first `n` pending bytes (`n <= pending()`).

@@ -142,6 +142,7 @@ struct Drain<'a> {
 impl Future for Drain<'_> {
     type Output = io::Result<()>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let (shared, transport) = (&*this.writer.shared, &this.writer.transport);
