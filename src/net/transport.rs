@@ -639,11 +639,13 @@ impl Transport {
     /// that takes it over (already inside the callback that wrote, before
     /// `pause_writing` is delivered) until the buffer drains to the low-water mark
     /// (`resume_writing`). The condition of asyncio's "write until paused" loop.
+    #[inline]
     pub fn is_writing_paused(&self) -> bool {
         self.inner.protocol_paused.get()
     }
 
     /// Whether the transport is closing or closed.
+    #[inline]
     pub fn is_closing(&self) -> bool {
         self.inner.closing.get()
     }
