@@ -329,3 +329,80 @@ async fn futures_join<A: std::future::Future, B: std::future::Future>(
     .await;
     (ra.unwrap(), rb.unwrap())
 }
+
+/// A large `readexactly` already waiting when more than its message arrives in one
+/// write (read straight into its block): it takes exactly its message, and the bytes
+/// after it are there, in order, for the next reads.
+#[test]
+fn a_waiting_readexactly_takes_only_its_message() {
+    run(|| async {
+        let mut p = pair().await;
+        let data = payload(5 * MSG / 2);
+        let w = &p.sw;
+        let send = async {
+            sleep(Duration::from_millis(5)).await;
+            w.write(&data);
+        };
+        let (got, ()) = futures_join(p.cr.readexactly(MSG), send).await;
+        let got = got.unwrap();
+        assert_bytes_eq(&got, &data[..MSG], "first message");
+        assert!(got.capacity() <= 2 * MSG, "capacity {}", got.capacity());
+        let second = p.cr.readexactly(MSG).await.unwrap();
+        assert_bytes_eq(&second, &data[MSG..2 * MSG], "second message");
+        let mut rest = Vec::new();
+        while rest.len() < MSG / 2 {
+            rest.extend(p.cr.read(MSG).await.unwrap());
+        }
+        assert_bytes_eq(&rest, &data[2 * MSG..], "the rest");
+    });
+}
+
+/// The same over a Unix socket: large messages, in pieces, then EOF mid-message.
+#[test]
+fn large_readexactly_over_a_unix_socket() {
+    run(|| async {
+        let lp = Loop::current().unwrap();
+        let dir = std::env::temp_dir().join(format!("evloop-exact-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let accepted: Rc<RefCell<Vec<(StreamReader, StreamWriter)>>> = Rc::default();
+        let a = accepted.clone();
+        let server = lp
+            .start_unix_server(&path, move |r, w| {
+                a.borrow_mut().push((r, w));
+                std::future::ready(())
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let (mut cr, _cw) = lp.open_unix_connection(&path).await.unwrap().unwrap();
+        for _ in 0..20_000 {
+            if !accepted.borrow().is_empty() {
+                break;
+            }
+            sleep(Duration::from_millis(1)).await;
+        }
+        let (_sr, sw) = accepted.borrow_mut().pop().expect("accepted in time");
+        let data = payload(2 * MSG + 500);
+        let send = async {
+            for piece in data.chunks(20_000) {
+                sw.write(piece);
+                sw.drain().await.unwrap();
+                sleep(Duration::from_millis(1)).await;
+            }
+            sw.write_eof();
+        };
+        let read = async {
+            let a = cr.readexactly(MSG).await.unwrap();
+            let b = cr.readexactly(MSG).await.unwrap();
+            let e = cr.readexactly(MSG).await.unwrap_err();
+            (a, b, incomplete(&e).partial.clone())
+        };
+        let ((a, b, partial), ()) = futures_join(read, send).await;
+        assert_bytes_eq(&a, &data[..MSG], "first");
+        assert_bytes_eq(&b, &data[MSG..2 * MSG], "second");
+        assert_bytes_eq(&partial, &data[2 * MSG..], "partial");
+        server.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}

@@ -132,6 +132,19 @@ pub(crate) struct TransportInner {
     write_warned: Cell<bool>,
     /// Told when the connection is lost (a server counts its connections).
     on_lost: RefCell<Option<Box<dyn FnOnce()>>>,
+    /// A reader that may take bytes straight into its own buffer (the streams'):
+    /// asked before every read.
+    direct: RefCell<Option<Rc<dyn DirectReader>>>,
+}
+
+/// A reader that can take bytes from the socket straight into its own buffer, with
+/// no copy through the transport's read buffer: asyncio's `BufferedProtocol`, for
+/// the crate's own streams. What it takes this way never goes to `data_received`.
+pub(crate) trait DirectReader {
+    /// If the reader wants the next bytes in its buffer: reads them from `sock`,
+    /// takes them in (waking whoever waits for them) and returns the read's result
+    /// with the room it had; `None` to have the transport read as usual.
+    fn read_direct(&self, sock: &StreamSock) -> Option<(io::Result<usize>, usize)>;
 }
 
 impl TransportInner {
@@ -167,6 +180,7 @@ impl TransportInner {
             flow_sync_scheduled: Cell::new(false),
             write_warned: Cell::new(false),
             on_lost: RefCell::new(on_lost),
+            direct: RefCell::new(None),
         });
         let id = {
             let mut sock = inner.sock.borrow_mut();
@@ -278,6 +292,7 @@ impl TransportInner {
         if buf.len() < READ_SIZE {
             buf.resize(READ_SIZE, 0);
         }
+        let direct = self.direct.borrow().clone();
         let mut budget_left = true;
         for i in 0.. {
             if self.closing.get() || self.read_eof.get() {
@@ -291,8 +306,11 @@ impl TransportInner {
                 budget_left = false;
                 break;
             }
-            let r = match &*self.sock.borrow() {
-                Some(s) => s.read(&mut buf),
+            let (r, room) = match &*self.sock.borrow() {
+                Some(s) => match direct.as_ref().and_then(|d| d.read_direct(s)) {
+                    Some((r, room)) => (r, Some(room)),
+                    None => (s.read(&mut buf), None),
+                },
                 None => break,
             };
             match r {
@@ -301,9 +319,15 @@ impl TransportInner {
                     break;
                 }
                 Ok(n) => {
-                    // A panic closes the connection: the loop stops at `closing`.
-                    self.call("data_received", |p| p.data_received(&buf[..n]));
-                    if n < buf.len() && !until_blocked {
+                    let room = match room {
+                        Some(room) => room, // the reader has taken them in
+                        None => {
+                            // A panic closes the connection: the loop stops at `closing`.
+                            self.call("data_received", |p| p.data_received(&buf[..n]));
+                            buf.len()
+                        }
+                    };
+                    if n < room && !until_blocked {
                         break;
                     }
                 }
@@ -395,6 +419,8 @@ impl TransportInner {
         let buf = std::mem::take(&mut *self.buf.borrow_mut());
         self.start.set(0);
         drop(buf);
+        let direct = self.direct.borrow_mut().take();
+        drop(direct);
         let on_lost = self.on_lost.borrow_mut().take();
         if let Some(f) = on_lost {
             f();
@@ -612,6 +638,14 @@ impl Transport {
             && let Some(lp) = inner.lp.upgrade()
         {
             inner.after_drain(&lp);
+        }
+    }
+
+    /// Lets `reader` take this connection's bytes straight into its buffer when it
+    /// wants them there (see [`DirectReader`]); until the connection ends.
+    pub(crate) fn set_direct_reader(&self, reader: Rc<dyn DirectReader>) {
+        if !self.inner.lost.get() {
+            *self.inner.direct.borrow_mut() = Some(reader);
         }
     }
 
