@@ -132,9 +132,11 @@ pub(crate) struct TransportInner {
     write_warned: Cell<bool>,
     /// Told when the connection is lost (a server counts its connections).
     on_lost: RefCell<Option<Box<dyn FnOnce()>>>,
-    /// A reader that may take bytes straight into its own buffer (the streams'):
-    /// asked before every read.
+    /// A reader that may take bytes straight into its own buffer (the streams').
     direct: RefCell<Option<Rc<dyn DirectReader>>>,
+    /// `direct` asked for the next bytes (`want_direct`): reads ask it first, until
+    /// it declines.
+    direct_wanted: Cell<bool>,
 }
 
 /// A reader that can take bytes from the socket straight into its own buffer, with
@@ -181,6 +183,7 @@ impl TransportInner {
             write_warned: Cell::new(false),
             on_lost: RefCell::new(on_lost),
             direct: RefCell::new(None),
+            direct_wanted: Cell::new(false),
         });
         let id = {
             let mut sock = inner.sock.borrow_mut();
@@ -292,7 +295,6 @@ impl TransportInner {
         if buf.len() < READ_SIZE {
             buf.resize(READ_SIZE, 0);
         }
-        let direct = self.direct.borrow().clone();
         let mut budget_left = true;
         for i in 0.. {
             if self.closing.get() || self.read_eof.get() {
@@ -307,7 +309,7 @@ impl TransportInner {
                 break;
             }
             let (r, room) = match &*self.sock.borrow() {
-                Some(s) => match direct.as_ref().and_then(|d| d.read_direct(s)) {
+                Some(s) => match self.read_direct(s) {
                     Some((r, room)) => (r, Some(room)),
                     None => (s.read(&mut buf), None),
                 },
@@ -346,6 +348,21 @@ impl TransportInner {
                 lp.call_soon(move |lp| me.read_some(lp, true));
             }
         }
+    }
+
+    /// A read by the direct reader, if it asked for the next bytes and still wants
+    /// them.
+    #[inline]
+    fn read_direct(&self, sock: &StreamSock) -> Option<(io::Result<usize>, usize)> {
+        if !self.direct_wanted.get() {
+            return None;
+        }
+        let reader = self.direct.borrow().clone();
+        let r = reader.and_then(|d| d.read_direct(sock));
+        if r.is_none() {
+            self.direct_wanted.set(false);
+        }
+        r
     }
 
     fn eof_received(&self, lp: &Loop) {
@@ -647,6 +664,13 @@ impl Transport {
         if !self.inner.lost.get() {
             *self.inner.direct.borrow_mut() = Some(reader);
         }
+    }
+
+    /// The direct reader wants the next bytes: reads ask it first, until it
+    /// declines.
+    #[inline]
+    pub(crate) fn want_direct(&self) {
+        self.inner.direct_wanted.set(true);
     }
 
     /// Whether `write_eof` is supported (it is, for TCP and Unix streams).

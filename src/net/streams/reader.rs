@@ -177,7 +177,9 @@ impl StreamReader {
                     },
                 )));
             }
-            s.prepare_exact(n);
+            if s.prepare_exact(n) {
+                t.want_direct();
+            }
             Step::Wait(n)
         })
     }

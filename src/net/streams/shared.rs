@@ -166,12 +166,15 @@ impl Shared {
     /// For a large `n` (`TAKE_WHOLE` and up), the transport then reads the bytes
     /// straight into the block ([`read_direct`](DirectReader::read_direct)), never
     /// more than the message: no copy at all between the socket and the caller.
+    ///
+    /// Returns whether the transport should be asked to read straight into the block
+    /// ([`Transport::want_direct`]).
     #[inline]
-    pub(super) fn prepare_exact(&self, n: usize) {
+    pub(super) fn prepare_exact(&self, n: usize) -> bool {
         let mut buf = self.buf.borrow_mut();
         if self.start.get() != 0 || buf.capacity() < n {
             if n > 2 * self.limit {
-                return;
+                return false;
             }
             if buf.is_empty() {
                 // Handed over (or never used): a fresh block, the allocator's fast path.
@@ -187,7 +190,9 @@ impl Shared {
             }
         }
         // Prepared (or holding more than asked, at its front).
-        self.direct.set(n >= TAKE_WHOLE && self.start.get() == 0);
+        let direct = n >= TAKE_WHOLE && self.start.get() == 0;
+        self.direct.set(direct);
+        direct
     }
 
     /// Takes the first `n` pending bytes for `readexactly(n)`: the whole buffer,
