@@ -20,6 +20,15 @@ impl StreamSock {
         }
     }
 
+    /// `read` into memory that may be uninitialised: on `Ok(n)`, the first `n`
+    /// bytes of `buf` are initialised.
+    pub(crate) fn read_uninit(&self, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {
+        match self {
+            StreamSock::Tcp(s) => socket2::SockRef::from(s).recv(buf),
+            StreamSock::Unix(s) => socket2::SockRef::from(s).recv(buf),
+        }
+    }
+
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
             StreamSock::Tcp(s) => (&*s).write(buf),

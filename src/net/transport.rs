@@ -132,6 +132,21 @@ pub(crate) struct TransportInner {
     write_warned: Cell<bool>,
     /// Told when the connection is lost (a server counts its connections).
     on_lost: RefCell<Option<Box<dyn FnOnce()>>>,
+    /// A reader that may take bytes straight into its own buffer (the streams').
+    direct: RefCell<Option<Rc<dyn DirectReader>>>,
+    /// `direct` asked for the next bytes (`want_direct`): reads ask it first, until
+    /// it declines.
+    direct_wanted: Cell<bool>,
+}
+
+/// A reader that can take bytes from the socket straight into its own buffer, with
+/// no copy through the transport's read buffer: asyncio's `BufferedProtocol`, for
+/// the crate's own streams. What it takes this way never goes to `data_received`.
+pub(crate) trait DirectReader {
+    /// If the reader wants the next bytes in its buffer: reads them from `sock`,
+    /// takes them in (waking whoever waits for them) and returns the read's result
+    /// with the room it had; `None` to have the transport read as usual.
+    fn read_direct(&self, sock: &StreamSock) -> Option<(io::Result<usize>, usize)>;
 }
 
 impl TransportInner {
@@ -167,6 +182,8 @@ impl TransportInner {
             flow_sync_scheduled: Cell::new(false),
             write_warned: Cell::new(false),
             on_lost: RefCell::new(on_lost),
+            direct: RefCell::new(None),
+            direct_wanted: Cell::new(false),
         });
         let id = {
             let mut sock = inner.sock.borrow_mut();
@@ -291,8 +308,11 @@ impl TransportInner {
                 budget_left = false;
                 break;
             }
-            let r = match &*self.sock.borrow() {
-                Some(s) => s.read(&mut buf),
+            let (r, room) = match &*self.sock.borrow() {
+                Some(s) => match self.read_direct(s) {
+                    Some((r, room)) => (r, Some(room)),
+                    None => (s.read(&mut buf), None),
+                },
                 None => break,
             };
             match r {
@@ -301,9 +321,15 @@ impl TransportInner {
                     break;
                 }
                 Ok(n) => {
-                    // A panic closes the connection: the loop stops at `closing`.
-                    self.call("data_received", |p| p.data_received(&buf[..n]));
-                    if n < buf.len() && !until_blocked {
+                    let room = match room {
+                        Some(room) => room, // the reader has taken them in
+                        None => {
+                            // A panic closes the connection: the loop stops at `closing`.
+                            self.call("data_received", |p| p.data_received(&buf[..n]));
+                            buf.len()
+                        }
+                    };
+                    if n < room && !until_blocked {
                         break;
                     }
                 }
@@ -322,6 +348,21 @@ impl TransportInner {
                 lp.call_soon(move |lp| me.read_some(lp, true));
             }
         }
+    }
+
+    /// A read by the direct reader, if it asked for the next bytes and still wants
+    /// them.
+    #[inline]
+    fn read_direct(&self, sock: &StreamSock) -> Option<(io::Result<usize>, usize)> {
+        if !self.direct_wanted.get() {
+            return None;
+        }
+        let reader = self.direct.borrow().clone();
+        let r = reader.and_then(|d| d.read_direct(sock));
+        if r.is_none() {
+            self.direct_wanted.set(false);
+        }
+        r
     }
 
     fn eof_received(&self, lp: &Loop) {
@@ -395,6 +436,8 @@ impl TransportInner {
         let buf = std::mem::take(&mut *self.buf.borrow_mut());
         self.start.set(0);
         drop(buf);
+        let direct = self.direct.borrow_mut().take();
+        drop(direct);
         let on_lost = self.on_lost.borrow_mut().take();
         if let Some(f) = on_lost {
             f();
@@ -615,6 +658,21 @@ impl Transport {
         }
     }
 
+    /// Lets `reader` take this connection's bytes straight into its buffer when it
+    /// wants them there (see [`DirectReader`]); until the connection ends.
+    pub(crate) fn set_direct_reader(&self, reader: Rc<dyn DirectReader>) {
+        if !self.inner.lost.get() {
+            *self.inner.direct.borrow_mut() = Some(reader);
+        }
+    }
+
+    /// The direct reader wants the next bytes: reads ask it first, until it
+    /// declines.
+    #[inline]
+    pub(crate) fn want_direct(&self) {
+        self.inner.direct_wanted.set(true);
+    }
+
     /// Whether `write_eof` is supported (it is, for TCP and Unix streams).
     pub fn can_write_eof(&self) -> bool {
         true
@@ -639,11 +697,13 @@ impl Transport {
     /// that takes it over (already inside the callback that wrote, before
     /// `pause_writing` is delivered) until the buffer drains to the low-water mark
     /// (`resume_writing`). The condition of asyncio's "write until paused" loop.
+    #[inline]
     pub fn is_writing_paused(&self) -> bool {
         self.inner.protocol_paused.get()
     }
 
     /// Whether the transport is closing or closed.
+    #[inline]
     pub fn is_closing(&self) -> bool {
         self.inner.closing.get()
     }

@@ -165,7 +165,7 @@ impl StreamReader {
             }
             let pending = s.pending();
             if pending >= n {
-                return Step::Done(Ok(s.consume(n, t)));
+                return Step::Done(Ok(s.consume_exact(n, t)));
             }
             if s.eof() {
                 let partial = s.consume(pending, t);
@@ -176,6 +176,9 @@ impl StreamReader {
                         expected: Some(n),
                     },
                 )));
+            }
+            if s.prepare_exact(n) {
+                t.want_direct();
             }
             Step::Wait(n)
         })
@@ -260,6 +263,7 @@ where
 {
     type Output = T;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         let this = self.get_mut();
         let (shared, transport) = (&*this.reader.shared, &this.reader.transport);

@@ -14,6 +14,8 @@ use std::task::{Context, Poll, Waker};
 use super::{StreamReader, StreamWriter};
 use crate::errors::ErrorContext;
 use crate::event_loop::WeakLoop;
+use crate::net::stream_sock::StreamSock;
+use crate::net::transport::DirectReader;
 use crate::net::{Protocol, Transport};
 use crate::task::TaskError;
 use crate::waiters::{WaitQueue, Wakeups};
@@ -46,6 +48,9 @@ pub(super) struct Shared {
     /// and errors always do), and does not pause reading either: the read would
     /// only resume it.
     reader_wants: Cell<usize>,
+    /// The waiting read is a large `readexactly` whose block is prepared: the
+    /// transport reads its bytes straight into the buffer (see `read_direct`).
+    direct: Cell<bool>,
     /// The `StreamReader` is alive; once it is gone, data received is dropped.
     reader_alive: Cell<bool>,
     /// How many of the reader and the writer are alive; the last one closes.
@@ -69,6 +74,7 @@ impl Shared {
             paused: Cell::new(false),
             reader_waker: Cell::new(None),
             reader_wants: Cell::new(0),
+            direct: Cell::new(false),
             reader_alive: Cell::new(true),
             handles: Cell::new(2),
             drain_waiters: RefCell::new(WaitQueue::default()),
@@ -144,6 +150,71 @@ impl Shared {
         out
     }
 
+    /// A `readexactly(n)` is about to wait for `n` bytes: makes the buffer a single
+    /// block with room for exactly `n` bytes, the pending ones at its front, so that
+    /// the data arrives where [`consume_exact`](Shared::consume_exact) hands it over
+    /// without a copy. Not for `n` over twice the limit: that much is not reserved
+    /// before the peer sends it (the buffer grows as data comes, as for any read).
+    ///
+    /// Allocated now, right after the previous message was handed over (and, in the
+    /// usual read–write loop, freed): the allocator gives the same block back. Left
+    /// to `feed_data`, every connection's block would be allocated while the
+    /// connections' data comes in and freed when their tasks run, a swing of one
+    /// block per connection each iteration that the allocator answers, for large
+    /// blocks, by growing and trimming the heap: page faults on every message.
+    ///
+    /// For a large `n` (`TAKE_WHOLE` and up), the transport then reads the bytes
+    /// straight into the block ([`read_direct`](DirectReader::read_direct)), never
+    /// more than the message: no copy at all between the socket and the caller.
+    ///
+    /// Returns whether the transport should be asked to read straight into the block
+    /// ([`Transport::want_direct`]).
+    #[inline]
+    pub(super) fn prepare_exact(&self, n: usize) -> bool {
+        let mut buf = self.buf.borrow_mut();
+        if self.start.get() != 0 || buf.capacity() < n {
+            if n > 2 * self.limit {
+                return false;
+            }
+            if buf.is_empty() {
+                // Handed over (or never used): a fresh block, the allocator's fast path.
+                *buf = Vec::with_capacity(n);
+                self.start.set(0);
+            } else {
+                let start = self.start.replace(0);
+                if start > 0 {
+                    buf.drain(..start);
+                }
+                let len = buf.len();
+                buf.reserve_exact(n - len);
+            }
+        }
+        // Prepared (or holding more than asked, at its front).
+        let direct = n >= TAKE_WHOLE && self.start.get() == 0;
+        self.direct.set(direct);
+        direct
+    }
+
+    /// Takes the first `n` pending bytes for `readexactly(n)`: the whole buffer,
+    /// without a copy, when it holds exactly them (as [`prepare_exact`] arranges)
+    /// and has no more than `n` bytes of spare room to hand out; else a copy, as
+    /// [`consume`](Shared::consume).
+    ///
+    /// [`prepare_exact`]: Shared::prepare_exact
+    #[inline]
+    pub(super) fn consume_exact(&self, n: usize, transport: &Transport) -> Vec<u8> {
+        {
+            let mut buf = self.buf.borrow_mut();
+            if self.start.get() == 0 && buf.len() == n && buf.capacity() <= 2 * n {
+                let out = std::mem::take(&mut *buf);
+                drop(buf);
+                self.maybe_resume(transport);
+                return out;
+            }
+        }
+        self.consume(n, transport)
+    }
+
     /// Drops the first `n` pending bytes (`n <= pending()`).
     pub(super) fn skip(&self, n: usize, transport: &Transport) {
         self.skip_locked(&mut self.buf.borrow_mut(), n);
@@ -201,6 +272,7 @@ impl Shared {
     #[inline]
     pub(super) fn unregister_reader(&self) {
         self.reader_wants.set(0);
+        self.direct.set(false);
         if let Some(w) = self.reader_waker.take() {
             drop(w);
         }
@@ -208,6 +280,7 @@ impl Shared {
 
     fn wake_reader(&self) {
         self.reader_wants.set(0);
+        self.direct.set(false);
         if let Some(w) = self.reader_waker.take() {
             w.wake();
         }
@@ -257,6 +330,38 @@ impl Shared {
         if left == 0 && !self.lost.get() {
             transport.close();
         }
+    }
+}
+
+impl DirectReader for Shared {
+    /// While a large `readexactly` waits with its block prepared (`direct`): reads
+    /// into the block's spare room, at most what the read still needs, so that the
+    /// block ends up holding exactly the message.
+    fn read_direct(&self, sock: &StreamSock) -> Option<(io::Result<usize>, usize)> {
+        if !self.direct.get() {
+            return None;
+        }
+        let wants = self.reader_wants.get();
+        let mut buf = self.buf.borrow_mut();
+        let len = buf.len();
+        // `prepare_exact` put the pending bytes at the front, with room for `wants`.
+        let room = wants.saturating_sub(len).min(buf.capacity() - len);
+        if room == 0 || self.start.get() != 0 {
+            return None;
+        }
+        let r = sock.read_uninit(&mut buf.spare_capacity_mut()[..room]);
+        if let Ok(n) = r {
+            debug_assert!(n <= room);
+            // SAFETY: `read_uninit` returned `Ok(n)`: it initialised the first `n`
+            // bytes of the spare capacity it was given, which starts at `len`, and
+            // `n <= room <= capacity - len`.
+            unsafe { buf.set_len(len + n) };
+            drop(buf);
+            if n > 0 && len + n >= wants {
+                self.wake_reader();
+            }
+        }
+        Some((r, room))
     }
 }
 
@@ -314,6 +419,7 @@ where
 {
     fn connection_made(&mut self, transport: &Transport) {
         self.transport = Some(transport.clone());
+        transport.set_direct_reader(self.shared.clone());
         let Some(connected) = self.connected.take() else {
             return; // a client: `open_connection` hands out the reader and writer
         };

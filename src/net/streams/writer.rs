@@ -142,8 +142,28 @@ struct Drain<'a> {
 impl Future for Drain<'_> {
     type Output = io::Result<()>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let (shared, transport) = (&*this.writer.shared, &this.writer.transport);
+        // The usual case, first: an open connection below its high-water mark (not
+        // closing also means not lost: `connection_lost` marks the transport closing).
+        if this.key.is_none()
+            && !shared.failed()
+            && !transport.is_closing()
+            && !transport.is_writing_paused()
+        {
+            return Poll::Ready(Ok(()));
+        }
+        this.poll_slow(cx)
+    }
+}
+
+impl Drain<'_> {
+    /// `poll` past the usual case: an error, a closing connection, or flow control.
+    #[inline(never)]
+    fn poll_slow(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self;
         let (shared, transport) = (&*this.writer.shared, &this.writer.transport);
         if shared.failed() {
             return Poll::Ready(Err(lost_error(shared)));
@@ -185,6 +205,7 @@ impl Future for Drain<'_> {
 }
 
 impl Drop for Drain<'_> {
+    #[inline]
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             let mut wakeups = Wakeups::default();
