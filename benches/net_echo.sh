@@ -24,7 +24,9 @@
 # --start-server --exactly SIZE`, i.e. `start_server` + `readexactly` / `write` +
 # `drain`) beside the protocol path (`echo_protocol`) and prints the ratio of their
 # server CPU per request (the issue's bound: streams at most 1.2x the protocol
-# path). With `CALLGRIND=1` it also counts the user-space instructions each server
+# path), and the same ratio for uvloop's asyncio streams and protocol servers
+# (`benches/support/uvloop_echo.py`; uvloop is installed with pip if missing, and
+# left out if it cannot be). With `CALLGRIND=1` it also counts the user-space instructions each server
 # executes per 64-byte round trip under valgrind's callgrind (a server's run minus
 # its idle start-up, divided by the round trips served): a figure the load of a
 # shared machine does not move.
@@ -46,7 +48,18 @@ WARMUP="${WARMUP:-1}"
 DURATION="${DURATION:-3}"
 MODE="${MODE:-all}"
 if [ "$MODE" = streams ]; then
-    SERVERS="${SERVERS:-echo_protocol echo_streams_api}"
+    # uvloop's two paths beside evloop's, when python3 has uvloop (pip installs it if
+    # it can: PyPI is all this needs).
+    if ! python3 -c 'import uvloop' 2>/dev/null; then
+        python3 -m pip install --quiet --user uvloop 2>/dev/null ||
+            python3 -m pip install --quiet --break-system-packages uvloop 2>/dev/null || true
+    fi
+    if python3 -c 'import uvloop' 2>/dev/null; then
+        SERVERS="${SERVERS:-echo_protocol echo_streams_api uvloop_protocol uvloop_streams}"
+    else
+        echo "note: no uvloop for python3: its servers are left out" >&2
+        SERVERS="${SERVERS:-echo_protocol echo_streams_api}"
+    fi
 else
     SERVERS="${SERVERS:-echo_protocol echo_streams peer_tokio_echo peer_calloop_echo}"
 fi
@@ -72,6 +85,8 @@ fi
 server_cmd() {
     case "$1" in
         echo_streams_api) echo "echo_streams 127.0.0.1:0 --start-server --exactly $2" ;;
+        uvloop_protocol) echo "python3 benches/support/uvloop_echo.py protocol 127.0.0.1:0 $2" ;;
+        uvloop_streams) echo "python3 benches/support/uvloop_echo.py streams 127.0.0.1:0 $2" ;;
         *) echo "$1 127.0.0.1:0" ;;
     esac
 }
@@ -79,7 +94,7 @@ server_cmd() {
 examples=(--example bench_echo_client)
 for s in $SERVERS; do
     read -r ex _ <<<"$(server_cmd "$s" 64)"
-    examples+=(--example "$ex")
+    [ "$ex" = python3 ] || examples+=(--example "$ex")
 done
 cargo build --quiet --release "${examples[@]}"
 bin=target/release/examples
@@ -105,7 +120,7 @@ start_server() {
     shift 2
     out="$(mktemp)"
     read -r -a cmd <<<"$(server_cmd "$name" "$size")"
-    cmd[0]="$bin/${cmd[0]}"
+    [ "${cmd[0]}" = python3 ] || cmd[0]="$bin/${cmd[0]}"
     "$@" "${cmd[@]}" >"$out" 2>/dev/null &
     SERVER_PID=$!
     ADDR=
@@ -203,6 +218,19 @@ if [ "$MODE" = streams ] && grep -q "^echo_protocol " "$RESULTS" && grep -q "^ec
         printf "- 64 B x 50: %d ns vs %d ns = %.2fx (target <= 1.2x: %s); user space %d vs %d ns = %.2fx\n", qn, pn, qn / pn, (qn <= 1.2 * pn ? "met" : "NOT met"), qu, pu, (pu > 0 ? qu / pu : 0)
         printf "- 64 KiB x 10: %d ns vs %d ns per message = %.2fx\n", qk, pk, qk / pk
     }'
+    if grep -q "^uvloop_protocol " "$RESULTS" && grep -q "^uvloop_streams " "$RESULTS"; then
+        echo
+        echo "uvloop, same run (asyncio.start_server + readexactly / write + drain vs an asyncio.Protocol):"
+        echo
+        awk -v pn="$(field server_cpu_ns_per_req "$(pick uvloop_protocol 64)")" \
+            -v qn="$(field server_cpu_ns_per_req "$(pick uvloop_streams 64)")" \
+            -v pk="$(field server_cpu_ns_per_req "$(pick uvloop_protocol 65536)")" \
+            -v qk="$(field server_cpu_ns_per_req "$(pick uvloop_streams 65536)")" \
+            -v en="$(field server_cpu_ns_per_req "$q")" 'BEGIN {
+            printf "- 64 B x 50: %d ns vs %d ns = %.2fx (evloop streams: %.2fx of uvloop streams)\n", qn, pn, qn / pn, en / qn
+            printf "- 64 KiB x 10: %d ns vs %d ns per message = %.2fx\n", qk, pk, qk / pk
+        }'
+    fi
     if [ "$CALLGRIND" = 1 ]; then
         echo
         echo "Instructions per 64 B round trip under callgrind (user space; ${CG_DURATION} s run minus idle start-up):"
