@@ -96,5 +96,12 @@ fn a_resolved_promise_is_not_reported() {
     promise.set_result(3).unwrap();
     drop(promise);
     assert_eq!(lp.run_until_complete(task).unwrap().unwrap(), Ok(3));
-    assert!(log.problems().is_empty(), "{:?}", log.problems());
+    // Only the report this test is about: a slow-step warning (a step over the 10 ms
+    // threshold, as happens under valgrind or on a loaded machine) is not one.
+    let problems: Vec<_> = log
+        .problems()
+        .into_iter()
+        .filter(|r| !(r.message.starts_with("Executing ") && r.message.contains(" took ")))
+        .collect();
+    assert!(problems.is_empty(), "{problems:?}");
 }
