@@ -216,6 +216,15 @@ fn a_sixteen_aligned_timer_capture_is_aligned_where_it_runs() {
         let w = Wide(4);
         lp.call_soon(move |_| assert_eq!(&w as *const Wide as usize % 16, 0));
     }
+    // A zero-sized capture aligned to 16: boxed (a dangling, aligned box).
+    #[repr(align(16))]
+    struct Zst;
+    let z = Zst;
+    let s = seen.clone();
+    lp.call_later(Duration::ZERO, move |_| {
+        assert_eq!(&z as *const Zst as usize % 16, 0);
+        s.set(s.get() + 1);
+    });
     run_iterations(&lp, 3);
-    assert_eq!(seen.get(), 64);
+    assert_eq!(seen.get(), 65);
 }

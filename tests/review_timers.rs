@@ -206,3 +206,37 @@ fn timer_handles_answer_is_cancelled_after_fire_close_and_drop() {
     a.cancel();
     b.cancel();
 }
+
+fn capacity(lp: &Loop, name: &str) -> usize {
+    lp.debug_buffer_capacities()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, c)| c)
+        .unwrap_or_else(|| panic!("no buffer {name}"))
+}
+
+#[test]
+fn endless_schedule_and_cancel_of_far_timers_keeps_the_order_flat() {
+    let (lp, _clock) = manual_loop();
+    // A few live timers, in the run and in the heap, that stay throughout.
+    let keep: Vec<TimerHandle> = [50u64, 40, 30, 3_000]
+        .iter()
+        .map(|&s| lp.call_later(Duration::from_secs(s), |_| {}))
+        .collect();
+    let mut high = 0;
+    for n in 0..200_000u64 {
+        // Rising far deadlines land in the run, falling ones in the heap.
+        let d = if n % 2 == 0 {
+            10_000 + n
+        } else {
+            1_000_000 - n
+        };
+        let h = lp.call_later(Duration::from_secs(d), |_| {});
+        h.cancel();
+        if n % 1_000 == 0 {
+            high = high.max(capacity(&lp, "timer_heap"));
+        }
+    }
+    assert!(high <= 1_024, "the order grew to {high} entries");
+    assert!(keep.iter().all(|h| !h.is_cancelled()));
+}
