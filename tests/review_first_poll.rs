@@ -426,3 +426,65 @@ fn remote_spawned_tasks_finishing_in_their_first_step_return_their_outputs() {
     let all: u64 = (0..200).sum();
     assert!(sum >= all && sum <= 2 * all);
 }
+
+#[test]
+fn remote_tasks_cancelled_around_their_first_step_all_complete() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let lp = Loop::new().unwrap();
+    let remote = lp.remote();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d = drops.clone();
+    let worker = thread::spawn(move || {
+        let (mut finished, mut cancelled, mut lost) = (0, 0, 0);
+        let mut sleeping = Vec::new();
+        for i in 0..300u32 {
+            let token = Counted(d.clone());
+            let sleeps = i % 2 == 0;
+            let mut t = remote
+                .spawn_with(move || async move {
+                    let _t = token;
+                    if sleeps {
+                        evloop::sleep(Duration::from_secs(3600)).await;
+                    }
+                    i
+                })
+                .unwrap();
+            let cancel = i % 3 != 2;
+            if cancel {
+                t.cancel();
+            }
+            if sleeps && !cancel {
+                sleeping.push(t);
+                continue;
+            }
+            match t.wait_timeout(Duration::from_secs(20)) {
+                Some(Ok(v)) => {
+                    assert_eq!(v, i);
+                    finished += 1
+                }
+                Some(Err(e)) if e.is_cancelled() => cancelled += 1,
+                _ => lost += 1,
+            }
+        }
+        (finished, cancelled, lost, sleeping)
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !worker.is_finished() && std::time::Instant::now() < deadline {
+        lp.run_once(Some(Duration::from_millis(2))).unwrap();
+    }
+    let (finished, cancelled, lost, sleeping) = worker.join().unwrap();
+    assert_eq!(lost, 0, "a remote task never completed");
+    assert_eq!(finished + cancelled + sleeping.len(), 300);
+    // Every sleeping task that was cancelled completed as cancelled.
+    assert!(cancelled >= 100, "{cancelled}");
+    assert!(sleeping.iter().all(|t| !t.is_done()));
+    lp.close().unwrap();
+    assert!(sleeping.iter().all(|t| t.is_done()));
+    assert_eq!(drops.load(Ordering::SeqCst), 300);
+}
