@@ -67,7 +67,7 @@ macro_rules! aligned {
             }
             fn check(&self) {
                 let addr = self as *const Self as usize;
-                assert_eq!(addr % $align, 0, "capture misaligned ({} bytes)", N);
+                assert_eq!(addr & ($align - 1), 0, "capture misaligned ({} bytes)", N);
                 self.bytes.check(self.seed);
             }
         }

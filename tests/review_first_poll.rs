@@ -8,7 +8,7 @@ mod futures_util;
 mod util;
 
 use std::cell::{Cell, RefCell};
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -225,6 +225,8 @@ fn a_panic_in_the_first_poll_after_a_cross_thread_clone_leaves_a_dead_waker() {
 }
 
 #[test]
+// The first child hands back the task it spawned, to await it.
+#[allow(clippy::async_yields_async)]
 fn nested_spawns_in_the_first_poll_run_and_finish_in_their_first_steps() {
     let lp = Loop::new().unwrap();
     let log: Rc<RefCell<Vec<u32>>> = Rc::default();
@@ -379,6 +381,8 @@ fn task_group_children_that_finish_in_their_first_step_are_all_awaited() {
 }
 
 #[test]
+// A clone made on a scoped thread, consumed there: the `Deferred` waker's path.
+#[allow(clippy::waker_clone_wake)]
 fn remote_spawned_tasks_finishing_in_their_first_step_return_their_outputs() {
     let lp = Loop::new().unwrap();
     let remote = lp.remote();

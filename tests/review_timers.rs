@@ -67,7 +67,7 @@ fn timers_fire_in_deadline_then_schedule_order_for_mixed_patterns() {
                 };
                 handles.push(h);
                 // Cancel a random earlier timer now and then, in the run or the heap.
-                if lcg(&mut x) % 4 == 0 {
+                if lcg(&mut x).is_multiple_of(4) {
                     let j = (lcg(&mut x) as usize) % handles.len();
                     handles[j].cancel();
                     if !fired.borrow().contains(&j) {
@@ -131,7 +131,7 @@ fn one_advance_fires_everything_due_in_exact_deadline_then_schedule_order() {
             handles.push(lp.call_at(start + Duration::from_millis(ms), move |_| {
                 f.borrow_mut().push((ms, i))
             }));
-            if lcg(&mut x) % 3 == 0 {
+            if lcg(&mut x).is_multiple_of(3) {
                 let j = lcg(&mut x) as usize % handles.len();
                 handles[j].cancel();
                 cancelled.push(j);
