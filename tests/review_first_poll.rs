@@ -492,3 +492,65 @@ fn remote_tasks_cancelled_around_their_first_step_all_complete() {
     assert!(sleeping.iter().all(|t| t.is_done()));
     assert_eq!(drops.load(Ordering::SeqCst), 300);
 }
+
+#[test]
+fn a_cancel_and_a_cross_thread_wake_in_the_same_first_poll_cancel_once() {
+    let lp = Loop::new().unwrap();
+    let drops = Drops::new();
+    let me: Rc<RefCell<Option<Task<()>>>> = Rc::default();
+    let sent: Arc<Mutex<Option<Waker>>> = Arc::default();
+    let (m, s) = (me.clone(), sent.clone());
+    let token = drops.token();
+    let polls = Polls::new();
+    let p = polls.clone();
+    let task = lp.create_task(poll_fn(move |cx| {
+        token.hold();
+        p.inc();
+        let w = cx.waker();
+        thread::scope(|scope| {
+            scope.spawn(|| {
+                let c = w.clone();
+                c.wake_by_ref();
+                *s.lock().unwrap() = Some(c);
+            });
+        });
+        if let Some(t) = m.borrow().as_ref() {
+            t.cancel();
+        }
+        Poll::<()>::Pending
+    }));
+    *me.borrow_mut() = Some(task);
+    run_iterations(&lp, 4);
+    let task = me.borrow_mut().take().unwrap();
+    assert!(task.is_cancelled());
+    assert_eq!(polls.get(), 1, "the cancel came before any second poll");
+    assert_eq!(drops.alive(), 0);
+    let w = sent.lock().unwrap().take().unwrap();
+    let w2 = w.clone();
+    thread::spawn(move || w2.wake()).join().unwrap();
+    run_iterations(&lp, 2);
+    drop(lp);
+    w.wake_by_ref();
+    thread::spawn(move || w.wake()).join().unwrap();
+}
+
+#[test]
+fn a_future_spawning_from_its_drop_during_close_is_reported_not_aborted() {
+    struct SpawnsOnDrop;
+    impl Drop for SpawnsOnDrop {
+        fn drop(&mut self) {
+            drop(evloop::spawn(async {}));
+        }
+    }
+    let lp = Loop::new().unwrap();
+    let reports = Reports::install(&lp);
+    let guard = SpawnsOnDrop;
+    let t = lp.create_task(async move {
+        let _g = guard;
+        std::future::pending::<()>().await;
+    });
+    run_iterations(&lp, 1);
+    lp.close().unwrap();
+    assert!(t.is_cancelled());
+    assert_eq!(reports.len(), 1, "{:?}", reports.get());
+}
