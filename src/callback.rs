@@ -217,6 +217,39 @@ mod tests {
         assert_eq!(size_of::<TimerCallback>(), 4 * size_of::<usize>());
     }
 
+    /// A capture aligned past a word never lives in the (word-aligned) data words,
+    /// whatever its size: moving it in or out there would be a misaligned access.
+    #[test]
+    fn an_over_aligned_capture_is_boxed_even_when_it_is_small() {
+        #[repr(align(16))]
+        struct Wide(#[allow(dead_code)] u8);
+        #[repr(align(16))]
+        struct WideZst;
+        assert_eq!(size_of::<Wide>(), 16);
+        assert!(
+            !fits::<Wide, 3>(),
+            "16 bytes fit three words, the alignment does not"
+        );
+        assert!(!fits::<WideZst, 1>() && !fits::<WideZst, 3>());
+        assert!(fits::<[u8; 24], 3>() && fits::<u32, 1>());
+        // Boxed, it runs and drops as any other.
+        let lp = lp();
+        let drops = Rc::new(Cell::new(0));
+        let t = Token(drops.clone());
+        let w = Wide(9);
+        TimerCallback::new(move |_| {
+            let _t = &t;
+            assert_eq!(&w as *const Wide as usize % 16, 0);
+            assert_eq!(w.0, 9);
+        })
+        .call(&lp);
+        let z = WideZst;
+        drop(TimerCallback::new(move |_| {
+            let _z = &z;
+        }));
+        assert_eq!(drops.get(), 1);
+    }
+
     #[test]
     fn call_runs_once_and_drops_the_capture_once() {
         let lp = lp();
