@@ -300,16 +300,15 @@ mod layout {
     }
 }
 
+/// Wakers that count their wakes, for the unit tests of the waiter lists.
 #[cfg(test)]
-mod tests {
+pub(crate) mod counting {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
+    use std::task::{Wake, Waker};
 
-    use super::*;
-
-    /// A waker that counts its wakes.
-    struct Counter(AtomicUsize);
+    /// A waker's wake count.
+    pub(crate) struct Counter(AtomicUsize);
 
     impl Wake for Counter {
         fn wake(self: Arc<Self>) {
@@ -317,14 +316,25 @@ mod tests {
         }
     }
 
-    fn counter() -> (Arc<Counter>, Waker) {
+    /// A waker and the count of its wakes.
+    pub(crate) fn counter() -> (Arc<Counter>, Waker) {
         let c = Arc::new(Counter(AtomicUsize::new(0)));
         (c.clone(), Waker::from(c))
     }
 
-    fn wakes(c: &Counter) -> usize {
+    /// How many times `c`'s waker was woken.
+    pub(crate) fn wakes(c: &Counter) -> usize {
         c.0.load(Ordering::SeqCst)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    use super::counting::{counter, wakes};
+    use super::*;
 
     #[test]
     fn notifies_in_fifo_order() {

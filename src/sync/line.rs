@@ -193,28 +193,8 @@ impl Line {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
-
     use super::*;
-
-    struct Counter(AtomicUsize);
-
-    impl Wake for Counter {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counter() -> (Arc<Counter>, Waker) {
-        let c = Arc::new(Counter(AtomicUsize::new(0)));
-        (c.clone(), Waker::from(c))
-    }
-
-    fn wakes(c: &Counter) -> usize {
-        c.0.load(Ordering::SeqCst)
-    }
+    use crate::waiters::counting::{counter, wakes};
 
     #[test]
     fn serves_in_fifo_order_skipping_those_that_left() {
