@@ -11,7 +11,6 @@
 //! divided by `n`: the store's growth slack (a doubled `Vec`) is included, as a user
 //! would see it. The kernel's socket buffers are not heap and not counted.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::future::Future;
 use std::net::TcpStream as StdTcpStream;
@@ -20,60 +19,12 @@ use std::time::Duration;
 use evloop::Loop;
 use evloop::net::{Protocol, Transport};
 
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-}
-
-fn count(delta: isize) {
-    let _ = LIVE.try_with(|c| c.set(c.get() + delta));
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; the counter is a
-// const-initialised thread-local `Cell`, touched without allocating.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract for `alloc` is passed on as is.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            count(layout.size() as isize);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract for `alloc_zeroed` is passed on as is.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            count(layout.size() as isize);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        count(-(layout.size() as isize));
-        // SAFETY: the caller's contract for `dealloc` is passed on as is.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the caller's contract for `realloc` is passed on as is.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            count(new_size as isize - layout.size() as isize);
-        }
-        p
-    }
-}
+#[path = "util/alloc_count.rs"]
+mod alloc_count;
+use alloc_count::live_bytes as live;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Live heap bytes allocated by this thread.
-fn live() -> isize {
-    LIVE.with(Cell::get)
-}
+static GLOBAL: alloc_count::Counting = alloc_count::Counting;
 
 /// Bytes per item of what `make(n)` leaves alive (it returns what must stay alive
 /// while measuring; that is dropped after).

@@ -11,8 +11,7 @@
 #[path = "util/net.rs"]
 mod net_util;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io::ErrorKind;
 use std::pin::pin;
 use std::rc::Rc;
@@ -23,51 +22,12 @@ use evloop::net::{IncompleteReadError, StreamOptions, StreamReader, StreamWriter
 use evloop::{Loop, sleep, timeout};
 use net_util::*;
 
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-}
-
-fn count(delta: isize) {
-    let _ = LIVE.try_with(|c| c.set(c.get() + delta));
-}
-
-/// Live heap bytes allocated by this thread.
-fn live() -> isize {
-    LIVE.with(Cell::get)
-}
-
-// SAFETY: every method hands its caller's contract on to `System` unchanged and only
-// counts sizes on the side.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract for `alloc` is passed on as is.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            count(layout.size() as isize);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        count(-(layout.size() as isize));
-        // SAFETY: the caller's contract for `dealloc` is passed on as is.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the caller's contract for `realloc` is passed on as is.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            count(new_size as isize - layout.size() as isize);
-        }
-        p
-    }
-}
+#[path = "util/alloc_count.rs"]
+mod alloc_count;
+use alloc_count::live_bytes as live;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: alloc_count::Counting = alloc_count::Counting;
 
 /// The client's reader and the server's writer of one connection (and the rest,
 /// kept alive).
