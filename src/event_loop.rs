@@ -22,7 +22,7 @@ use crate::stats::{Counters, Stats, add};
 use crate::timers::Timers;
 
 mod discard;
-pub(crate) use discard::discard_unrun;
+pub(crate) use discard::{discard_unrun, drop_payload};
 mod hooks;
 mod iteration;
 mod trim;

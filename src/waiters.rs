@@ -18,10 +18,14 @@
 //! they are collected in a [`Wakeups`] that runs them once the borrow has ended, so a
 //! waker that re-enters the primitive (or drops a task that does) finds it free.
 
+use std::any::Any;
 use std::mem::ManuallyDrop;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::task::Waker;
 
 use slab::Slab;
+
+use crate::event_loop::drop_payload;
 
 /// No entry (a link's end, or an empty FIFO's head and tail).
 const NIL: u32 = u32::MAX;
@@ -258,36 +262,80 @@ impl Wakeups {
 }
 
 /// The path with more than one waker of a kind: drops the stale ones, then wakes
-/// `first` and the rest, in order.
+/// the rest, in order. A waker is foreign code (any executor's): one that
+/// panics in `wake` or `drop` neither keeps the others from being woken nor, by a
+/// second panic during the unwinding, aborts the process: each runs under
+/// `catch_unwind`, and the first panic goes on once every waker has had its turn.
 #[cold]
 #[inline(never)]
 #[allow(clippy::boxed_local)] // taking the box keeps its move and free out of `Drop`
-fn run_more(first: Option<Waker>, more: Box<More>) {
-    let More { wake, discard } = *more;
-    drop(discard);
-    if let Some(first) = first {
-        first.wake();
+fn run_all(discard: Option<Waker>, wake: Option<Waker>, more: Box<More>) {
+    let More {
+        wake: more_wake,
+        discard: more_discard,
+    } = *more;
+    let mut panicked: Option<Box<dyn Any + Send>> = None;
+    let mut note = |r: std::thread::Result<()>| {
+        if let Err(p) = r {
+            match panicked {
+                None => panicked = Some(p),
+                Some(_) => drop_payload(p),
+            }
+        }
+    };
+    for w in discard.into_iter().chain(more_discard) {
+        note(catch_unwind(AssertUnwindSafe(move || drop(w))));
     }
-    wake.into_iter().for_each(Waker::wake);
+    for w in wake.into_iter().chain(more_wake) {
+        note(catch_unwind(AssertUnwindSafe(move || w.wake())));
+    }
+    if let Some(p) = panicked {
+        resume_unwind(p);
+    }
 }
 
 impl Drop for Wakeups {
     #[inline]
     fn drop(&mut self) {
         // Everything moves into locals first, so that a waker that panics (in `wake`
-        // or `drop`) leaves the others to be dropped by the unwinding.
+        // or `drop`) leaves the others to be dropped by the unwinding. Stale wakers
+        // go first: a waker dropped is never one woken after it.
         let discard = self.discard.take();
         let wake = self.wake.take();
         let more = self.more.take();
-        // Stale wakers first: a waker dropped is never one woken after it.
-        drop(discard);
         match more {
             None => {
-                if let Some(first) = wake {
+                if let Some(stale) = discard {
+                    // A stale waker that panics in `drop` still lets `wake` wake.
+                    let wake = WakeOnUnwind(wake);
+                    drop(stale);
+                    wake.wake_now();
+                } else if let Some(first) = wake {
                     first.wake();
                 }
             }
-            Some(more) => run_more(wake, more),
+            Some(more) => run_all(discard, wake, more),
+        }
+    }
+}
+
+/// Wakes its waker when dropped by an unwinding (or by [`WakeOnUnwind::wake_now`]).
+struct WakeOnUnwind(Option<Waker>);
+
+impl WakeOnUnwind {
+    #[inline]
+    fn wake_now(mut self) {
+        if let Some(w) = self.0.take() {
+            w.wake();
+        }
+    }
+}
+
+impl Drop for WakeOnUnwind {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(w) = self.0.take() {
+            w.wake();
         }
     }
 }
@@ -408,6 +456,67 @@ mod tests {
     impl Drop for Logged {
         fn drop(&mut self) {
             self.1.lock().unwrap().push((self.0, false));
+        }
+    }
+
+    /// A waker that panics when woken (`wake_panics`) or dropped unwoken.
+    struct Bomb {
+        wake_panics: bool,
+        woken: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Wake for Bomb {
+        fn wake(self: Arc<Self>) {
+            self.woken.store(true, std::sync::atomic::Ordering::SeqCst);
+            if self.wake_panics {
+                panic!("a foreign waker panicked in wake");
+            }
+        }
+    }
+
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            if !self.wake_panics && !self.woken.load(std::sync::atomic::Ordering::SeqCst) {
+                panic!("a foreign waker panicked in drop");
+            }
+        }
+    }
+
+    /// Foreign wakers that panic, in `wake` or in `drop`, neither keep the other
+    /// wakers from being woken nor abort the process; the first panic goes on.
+    #[test]
+    fn panicking_wakers_leave_the_others_woken() {
+        for (stale_bombs, wake_bombs) in [(1, 0), (0, 1), (1, 1), (2, 2)] {
+            // (1, 0) has one waker to wake beside the stale one; the others have more.
+            let mut wakeups = Wakeups::default();
+            let mut counts = vec![];
+            for _ in 0..stale_bombs {
+                let woken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                wakeups.discard(Waker::from(Arc::new(Bomb {
+                    wake_panics: false,
+                    woken,
+                })));
+            }
+            for i in 0..3 {
+                if stale_bombs == 1 && wake_bombs == 0 && i > 0 {
+                    break; // one stale waker and one to wake: the inline path
+                }
+                if i < wake_bombs {
+                    let woken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    wakeups.wake(Waker::from(Arc::new(Bomb {
+                        wake_panics: true,
+                        woken,
+                    })));
+                }
+                let (c, w) = counter();
+                wakeups.wake(w);
+                counts.push(c);
+            }
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(wakeups)));
+            assert!(r.is_err(), "the first panic goes on");
+            for c in &counts {
+                assert_eq!(wakes(c), 1, "stale {stale_bombs}, bombs {wake_bombs}");
+            }
         }
     }
 

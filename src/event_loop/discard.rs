@@ -104,7 +104,7 @@ fn drop_panic_context(what: &str, location: Scheduled, payload: &(dyn Any + Send
 
 /// Drops a panic payload; one that panics in its own destructor is leaked instead
 /// (there is nothing left to report it to).
-fn drop_payload(payload: Box<dyn Any + Send>) {
+pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
     if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
         std::mem::forget(again);
     }
