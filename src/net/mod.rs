@@ -134,6 +134,7 @@ mod addr;
 mod adopt;
 mod async_fd;
 mod connect;
+mod consumed;
 mod datagram;
 mod guard;
 mod poll_io;

@@ -9,6 +9,7 @@ use std::rc::{Rc, Weak};
 
 use mio::Interest;
 
+use super::consumed;
 use super::guard::{drop_guarded, guarded};
 use super::registration::{NetSource, Registration};
 use super::stream_sock::StreamSock;
@@ -526,19 +527,7 @@ impl TransportInner {
                 }
             };
             match r {
-                Ok(n) => {
-                    let start = self.start.get() + n;
-                    let mut buf = self.buf.borrow_mut();
-                    if start == buf.len() {
-                        buf.clear();
-                        self.start.set(0);
-                    } else if start > buf.len() / 2 && start > 64 * 1024 {
-                        buf.drain(..start);
-                        self.start.set(0);
-                    } else {
-                        self.start.set(start);
-                    }
-                }
+                Ok(n) => consumed::consume(&mut self.buf.borrow_mut(), &self.start, n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {

@@ -14,6 +14,7 @@ use std::task::{Context, Poll, Waker};
 use super::{StreamReader, StreamWriter};
 use crate::errors::ErrorContext;
 use crate::event_loop::WeakLoop;
+use crate::net::consumed;
 use crate::net::stream_sock::StreamSock;
 use crate::net::transport::DirectReader;
 use crate::net::{Protocol, Transport};
@@ -222,16 +223,7 @@ impl Shared {
     }
 
     fn skip_locked(&self, buf: &mut Vec<u8>, n: usize) {
-        let start = self.start.get() + n;
-        if start == buf.len() {
-            buf.clear();
-            self.start.set(0);
-        } else if start > buf.len() / 2 && start > 64 * 1024 {
-            buf.drain(..start);
-            self.start.set(0);
-        } else {
-            self.start.set(start);
-        }
+        consumed::consume(buf, &self.start, n);
     }
 
     /// asyncio's `_maybe_resume_transport`: reading resumes once the buffer is back
