@@ -18,7 +18,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use evloop::{ErrorContext, Loop, TaskError};
+use evloop::{Loop, TaskError};
+
+#[path = "util/panics.rs"]
+mod panics;
+use panics::{record_panics, sorted};
 use util::{Drops, dup_to, socketpair};
 
 /// Panics when dropped. `Send`, so threadsafe closures may carry it too.
@@ -42,26 +46,6 @@ impl Future for PendingBomb {
     fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
         Poll::Pending
     }
-}
-
-/// Installs a handler that records every panic message it is handed.
-fn record_panics(lp: &Loop) -> Rc<RefCell<Vec<String>>> {
-    let seen = Rc::new(RefCell::new(Vec::new()));
-    let s = seen.clone();
-    lp.set_exception_handler(move |_, ctx: &ErrorContext| {
-        s.borrow_mut().push(
-            ctx.panic_message()
-                .unwrap_or("<no panic message>")
-                .to_owned(),
-        );
-    });
-    seen
-}
-
-fn sorted(v: &RefCell<Vec<String>>) -> Vec<String> {
-    let mut v = v.borrow().clone();
-    v.sort();
-    v
 }
 
 /// Set when the worker thread that ran a job exits (a thread-local's destructor): after

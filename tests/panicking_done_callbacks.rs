@@ -10,7 +10,11 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use evloop::{ErrorContext, Loop};
+use evloop::Loop;
+
+#[path = "util/panics.rs"]
+mod panics;
+use panics::{record_panics, sorted};
 
 /// Panics when dropped; counts its drops first.
 struct Bomb(&'static str, Rc<RefCell<usize>>);
@@ -24,26 +28,6 @@ impl Drop for Bomb {
         *self.1.borrow_mut() += 1;
         panic!("bomb: {}", self.0);
     }
-}
-
-/// Installs a handler that records every panic message it is handed.
-fn record_panics(lp: &Loop) -> Rc<RefCell<Vec<String>>> {
-    let seen = Rc::new(RefCell::new(Vec::new()));
-    let s = seen.clone();
-    lp.set_exception_handler(move |_, ctx: &ErrorContext| {
-        s.borrow_mut().push(
-            ctx.panic_message()
-                .unwrap_or("<no panic message>")
-                .to_owned(),
-        );
-    });
-    seen
-}
-
-fn sorted(v: &RefCell<Vec<String>>) -> Vec<String> {
-    let mut v = v.borrow().clone();
-    v.sort();
-    v
 }
 
 /// A promise with two done-callbacks, each carrying a bomb.
