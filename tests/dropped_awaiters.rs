@@ -14,51 +14,16 @@ mod futures_util;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::Poll;
 
 use evloop::net::Protocol;
 use evloop::sync::{Event, Lock, Queue, Semaphore};
 use evloop::{Loop, Promise};
 use futures_util::run_iterations;
 
-/// A waker that counts its wakes; each awaiter has its own.
-#[derive(Default)]
-struct Counting(AtomicUsize);
-
-impl Wake for Counting {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn counters(n: usize) -> Vec<Arc<Counting>> {
-    (0..n).map(|_| Arc::default()).collect()
-}
-
-/// How many clones of `c`'s waker are kept somewhere.
-fn held(c: &Arc<Counting>) -> usize {
-    Arc::strong_count(c) - 1
-}
-
-fn wakes(c: &Counting) -> usize {
-    c.0.load(Ordering::SeqCst)
-}
-
-/// Polls `f` once with `c`'s waker.
-fn poll<F: Future + ?Sized>(f: Pin<&mut F>, c: &Arc<Counting>) -> Poll<F::Output> {
-    let waker = Waker::from(c.clone());
-    f.poll(&mut Context::from_waker(&waker))
-}
-
-fn total_held(cs: &[Arc<Counting>]) -> usize {
-    cs.iter().map(held).sum()
-}
-
-fn total_wakes(cs: &[Arc<Counting>]) -> usize {
-    cs.iter().map(|c| wakes(c)).sum()
-}
+#[path = "util/waker_counts.rs"]
+mod waker_counts;
+use waker_counts::*;
 
 /// The shape: 100,000 awaiters of one pending promise, dropped. The promise
 /// keeps none of their wakers, and resolving it wakes none of them.

@@ -8,49 +8,19 @@
 //! socket keeps is `Arc::strong_count - 1`.
 
 use std::future::Future;
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
 use evloop::Loop;
 use evloop::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
 
+#[path = "util/waker_counts.rs"]
+mod waker_counts;
+use waker_counts::*;
+
 const N: usize = 10_000;
-
-/// A waker that counts its wakes; each awaiter has its own.
-#[derive(Default)]
-struct Counting(AtomicUsize);
-
-impl Wake for Counting {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn counters(n: usize) -> Vec<Arc<Counting>> {
-    (0..n).map(|_| Arc::default()).collect()
-}
-
-/// How many clones of `c`'s waker are kept somewhere.
-fn held(c: &Arc<Counting>) -> usize {
-    Arc::strong_count(c) - 1
-}
-
-fn total_held(cs: &[Arc<Counting>]) -> usize {
-    cs.iter().map(held).sum()
-}
-
-fn wakes(c: &Counting) -> usize {
-    c.0.load(Ordering::SeqCst)
-}
-
-/// Polls `f` once with `c`'s waker.
-fn poll<F: Future + ?Sized>(f: Pin<&mut F>, c: &Arc<Counting>) -> Poll<F::Output> {
-    let waker = Waker::from(c.clone());
-    f.poll(&mut Context::from_waker(&waker))
-}
 
 /// Polls a fresh future from `make` once with each counter's waker (each is
 /// pending), and drops it.
