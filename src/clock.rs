@@ -144,14 +144,7 @@ impl Clock {
 
     /// The instant of timer-store time `ns`.
     pub(crate) fn instant_at(&self, ns: u64) -> Instant {
-        let epoch = self.epoch();
-        if ns >= EPOCH_OFFSET {
-            epoch + Duration::from_nanos(ns - EPOCH_OFFSET)
-        } else {
-            epoch
-                .checked_sub(Duration::from_nanos(EPOCH_OFFSET - ns))
-                .unwrap_or(epoch)
-        }
+        instant_at(self.epoch(), ns)
     }
 
     /// The timer-store time of `when`. Instants before the epoch keep their order
@@ -164,7 +157,8 @@ impl Clock {
         }
     }
 
-    fn epoch(&self) -> Instant {
+    /// The instant that timer-store time [`EPOCH_OFFSET`] stands for.
+    pub(crate) fn epoch(&self) -> Instant {
         match &self.kind {
             Kind::System { epoch } => *epoch,
             Kind::Manual(m) => m.epoch,
@@ -242,6 +236,19 @@ pub(crate) const LAST: u64 = u64::MAX - 1;
 /// A deadline beyond the clock's range (`call_later(Duration::MAX)`, a `call_at` past
 /// [`LAST`]): it is never due, since the clock never reads it.
 pub(crate) const NEVER: u64 = u64::MAX;
+
+/// The instant of timer-store time `ns` on a clock whose epoch is `epoch`: exact for
+/// every time a clock reads or `ns_of` returns unsaturated (146 years before the epoch
+/// to 438 years after it); earlier times count as the epoch.
+pub(crate) fn instant_at(epoch: Instant, ns: u64) -> Instant {
+    if ns >= EPOCH_OFFSET {
+        epoch + Duration::from_nanos(ns - EPOCH_OFFSET)
+    } else {
+        epoch
+            .checked_sub(Duration::from_nanos(EPOCH_OFFSET - ns))
+            .unwrap_or(epoch)
+    }
+}
 
 /// A duration in whole nanoseconds, saturating (u64 nanoseconds last 584 years).
 #[inline]

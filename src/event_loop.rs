@@ -245,7 +245,7 @@ impl LoopBuilder {
             ready: RefCell::new(Ready::new()),
             timers: RefCell::new(Timers::new()),
             io: RefCell::new(io),
-            handles: HandleState::new(me.clone()),
+            handles: HandleState::new(me.clone(), self.clock.epoch()),
             drained: RefCell::new(Vec::new()),
             recycled: RefCell::new(Vec::new()),
             remote_peak: Cell::new(Peak::default()),
@@ -376,11 +376,10 @@ impl Loop {
         let location = Location::caller();
         let now = self.inner.clock.now_ns();
         let when = now.saturating_add(nanos(delay));
-        let instant = self.inner.clock.instant_at(when);
         if self.closing_drops("call_later") {
-            return TimerHandle::refused(instant);
+            return TimerHandle::refused(self.inner.handles.clone(), when);
         }
-        self.schedule_timer(when, instant, Some(now), TimerCallback::new(f), location)
+        self.schedule_timer(when, Some(now), TimerCallback::new(f), location)
     }
 
     /// Schedules `f` to run at `when` on the loop's clock (at once if `when` has
@@ -392,17 +391,16 @@ impl Loop {
     #[track_caller]
     pub fn call_at(&self, when: Instant, f: impl FnOnce(&Loop) + 'static) -> TimerHandle {
         let location = Location::caller();
-        if self.closing_drops("call_at") {
-            return TimerHandle::refused(when);
-        }
         let ns = self.inner.clock.ns_of(when);
-        self.schedule_timer(ns, when, None, TimerCallback::new(f), location)
+        if self.closing_drops("call_at") {
+            return TimerHandle::refused(self.inner.handles.clone(), ns);
+        }
+        self.schedule_timer(ns, None, TimerCallback::new(f), location)
     }
 
     fn schedule_timer(
         &self,
         when: u64,
-        instant: Instant,
         now: Option<u64>,
         f: TimerCallback,
         location: &'static Location<'static>,
@@ -417,7 +415,7 @@ impl Loop {
                 log::error!("evloop: cannot arm the timer fd: {e}");
             }
         }
-        TimerHandle::new(self.inner.handles.clone(), key, id, instant)
+        TimerHandle::new(self.inner.handles.clone(), key, id, when)
     }
 
     /// A handle for other threads: `Send + Sync + Clone`.
@@ -622,7 +620,7 @@ impl Loop {
             (ready.head(), ready.drain_all())
         };
         let timers = inner.timers.borrow_mut().clear();
-        let timer_ids = timers.iter().map(|(_, t)| t.id()).collect();
+        let timer_ids = timers.iter().map(|t| t.id()).collect();
         inner.handles.dropped_unrun(first_unrun, timer_ids);
         self.release_remote_buffers();
         let io = inner.io.borrow_mut().clear();
@@ -657,7 +655,7 @@ impl Loop {
         }
         self.discard("a pending threadsafe call", pending);
         self.discard_at("a pending callback", with_locations(queued));
-        let timers = timers.into_iter().map(|(_, t)| {
+        let timers = timers.into_iter().map(|t| {
             let location = t.location;
             (t, location)
         });
@@ -822,7 +820,7 @@ impl Drop for Inner {
         let ready = self.ready.get_mut();
         let (first_unrun, queued) = (ready.head(), ready.drain_all());
         let timers = self.timers.get_mut().clear();
-        let timer_ids = timers.iter().map(|(_, t)| t.id()).collect();
+        let timer_ids = timers.iter().map(|t| t.id()).collect();
         self.handles.dropped_unrun(first_unrun, timer_ids);
         // Tasks still registered, or not yet stepped (their queued step is their only
         // trace), drop their futures now, exactly once.
@@ -841,7 +839,7 @@ impl Drop for Inner {
         discard::discard_logged("a pending task", runnables);
         discard::discard_logged("a pending threadsafe call", pending);
         discard::discard_logged("a pending callback", queued);
-        discard::discard_logged("a pending timer", timers.into_iter().map(|(_, t)| t));
+        discard::discard_logged("a pending timer", timers);
         let io = self.io.get_mut();
         discard::discard_logged("a reader or writer", io.clear());
         discard::discard_logged("a library socket", io.clear_sources());

@@ -1,6 +1,6 @@
 //! The timer store: deadlines ordered by time, then by scheduling order.
 //!
-//! Callbacks live in a slab under `(key, id)`; [`order`] keeps `(when, id, key)`
+//! Callbacks live in a chunked slab ([`slots`]) under `(key, id)`; [`order`] keeps `(when, id, key)`
 //! entries in deadline order (a sorted run for timers scheduled in deadline order,
 //! the usual case, beside a 4-ary heap for the others). `when` is in nanoseconds of
 //! the loop's clock; `id` grows with every timer, so equal deadlines pop in the order
@@ -27,15 +27,16 @@
 
 use std::panic::Location;
 
-use slab::Slab;
-
 use crate::callback::TimerCallback;
 use crate::capacity::{Peak, is_oversized};
 use crate::clock::NEVER;
 use crate::ready::key_u32;
 
 mod order;
+mod run;
+mod slots;
 use order::{Order, TimerEntry};
+use slots::Slots;
 
 /// Below this size the heap is never compacted: rebuilding would cost more than
 /// the stale entries do.
@@ -70,7 +71,7 @@ impl TimerSlot {
 
 /// The timer store. See the module docs.
 pub(crate) struct Timers {
-    slots: Slab<TimerSlot>,
+    slots: Slots<TimerSlot>,
     order: Order,
     /// How many heap entries refer to cancelled timers. Invariant: `stale <= heap.len()`.
     stale: usize,
@@ -87,7 +88,7 @@ pub(crate) struct Timers {
 impl Timers {
     pub(crate) fn new() -> Timers {
         Timers {
-            slots: Slab::new(),
+            slots: Slots::default(),
             order: Order::default(),
             stale: 0,
             next_id: 0,
@@ -116,7 +117,7 @@ impl Timers {
         (key, id)
     }
 
-    fn is_live(slots: &Slab<TimerSlot>, key: u32, id: u64) -> bool {
+    fn is_live(slots: &Slots<TimerSlot>, key: u32, id: u64) -> bool {
         matches!(slots.get(key as usize), Some(s) if s.id() == id)
     }
 
@@ -156,7 +157,7 @@ impl Timers {
         if self.slots.is_empty() {
             // Forget the free list (its order is scattered): the next timers fill the
             // slab front to back, touching memory in order.
-            self.slots.clear();
+            self.slots.reset_empty();
         }
         slot
     }
@@ -238,13 +239,13 @@ impl Timers {
             && !self.slab_is_pinned()
         {
             if self.slots.is_empty() {
-                self.slots = Slab::with_capacity(keep);
+                self.slots = Slots::with_capacity(keep);
             } else {
                 // Drops the vacant tail and, if there was one, relinks the vacant
                 // slots lowest first, so that the new tail can empty in turn.
                 self.slots.shrink_to_fit();
                 if is_oversized(self.slots.capacity(), self.slots.len()) {
-                    let top = self.slots.iter().next_back().map(|(k, _)| key_u32(k));
+                    let top = self.slots.highest_key().map(key_u32);
                     self.pinned_by = top.map(|k| (k, self.slots.capacity()));
                 }
             }
@@ -269,19 +270,26 @@ impl Timers {
         (self.slots.capacity(), self.order.capacity())
     }
 
-    /// Forgets every timer, handing the callbacks back to be dropped by the caller.
-    /// The heap's buffer goes too.
-    pub(crate) fn clear(&mut self) -> Slab<TimerSlot> {
+    /// Forgets every timer, handing the callbacks back (lowest key first) to be
+    /// dropped by the caller. The heap's buffer goes too.
+    pub(crate) fn clear(&mut self) -> Vec<TimerSlot> {
         self.order = Order::default();
         self.stale = 0;
         self.pinned_by = None;
-        std::mem::take(&mut self.slots)
+        self.slots.take_all()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A slot costs no word for the chunked slab's vacant/occupied tag.
+    #[test]
+    fn a_slot_entry_is_six_words() {
+        assert_eq!(size_of::<TimerSlot>(), 6 * size_of::<usize>());
+        assert_eq!(size_of::<slots::Entry<TimerSlot>>(), size_of::<TimerSlot>());
+    }
 
     fn noop() -> TimerCallback {
         TimerCallback::new(|_| {})
@@ -390,10 +398,17 @@ mod tests {
     fn cancelling_a_fired_timer_leaves_no_stale_count_behind() {
         let mut t = Timers::new();
         let (k, i) = at(&mut t, 1);
-        assert!(t.slots[k as usize].in_heap());
+        assert!(t.slots.get(k as usize).unwrap().in_heap());
         assert_eq!(expired(&mut t, 1), vec![i]);
-        assert!(!t.slots[k as usize].in_heap(), "fired: out of the order");
-        assert_eq!(t.slots[k as usize].id(), i, "the id survives the flag");
+        assert!(
+            !t.slots.get(k as usize).unwrap().in_heap(),
+            "fired: out of the order"
+        );
+        assert_eq!(
+            t.slots.get(k as usize).unwrap().id(),
+            i,
+            "the id survives the flag"
+        );
         let slot = t.cancel(k, i).unwrap();
         assert!(!slot.in_heap());
         assert_eq!(t.stale, 0);

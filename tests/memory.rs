@@ -140,7 +140,9 @@ fn the_timer_store_shrinks_once_its_timers_are_cancelled_or_fired() {
     lp.run_once(Some(Duration::ZERO)).unwrap();
     assert_eq!(fired.get(), 50_000);
     assert!(capacity(&lp, "timer_slots") >= 100_000);
-    assert!(capacity(&lp, "timer_heap") >= 100_000);
+    // The 50,000 that fired left the heap part's room behind; the run's stale entries
+    // were dropped from its front as they were found, segment by segment.
+    assert!(capacity(&lp, "timer_heap") >= 50_000);
     drop(handles);
     let back = idle_until(&lp, |lp| {
         capacity(lp, "timer_slots") <= 2 * MODEST && capacity(lp, "timer_heap") <= 2 * MODEST

@@ -2,8 +2,8 @@
 //!
 //! Most programs schedule timers in deadline order: `call_later` with one delay, a
 //! timeout per request, an interval, a batch of `call_at`s counting up. Such a timer
-//! is no earlier than the latest one in the run, so it is appended to a `VecDeque`
-//! (O(1)) and leaves from its front (O(1), memory touched in order), never paying
+//! is no earlier than the latest one in the run, so it is appended to the run
+//! (O(1), segments that never move: [`super::run`]) and leaves from its front (O(1), memory touched in order), never paying
 //! the heap's sift. A timer earlier than the run's tail goes to the heap. The
 //! earliest timer is the smaller of the two fronts.
 //!
@@ -11,7 +11,7 @@
 //! than the one ahead of it); `heap` is a min-heap by the same order. Ids grow with
 //! every timer, so an entry appended with `when >= tail.when` is after the tail.
 
-use std::collections::VecDeque;
+use super::run::Run;
 
 /// One pending deadline: `when` in nanoseconds of the loop's clock, `id` (growing
 /// with every timer: equal deadlines keep scheduling order), `key` of its slot.
@@ -33,7 +33,7 @@ impl TimerEntry {
 /// Pending deadlines in order. See the module docs.
 #[derive(Default)]
 pub(super) struct Order {
-    run: VecDeque<TimerEntry>,
+    run: Run,
     heap: QuadHeap,
 }
 
