@@ -59,6 +59,16 @@ type ExceptionHandler = Box<dyn FnMut(&Loop, &ErrorContext)>;
 /// closure's `Drop` may call into the loop (`remove_reader`, `call_soon`, a handle's
 /// `cancel`, ...).
 ///
+/// # Lifetime
+/// The loop lives as long as a `Loop` clone does. A clone held *inside* the loop, by a
+/// pending callback, timer, reader or task that captured one, is a reference cycle:
+/// dropping your own clones then frees nothing (not the callbacks, not the loop's
+/// fds). [`close()`](Loop::close) breaks every such cycle, since it drops all that is
+/// pending; so does the work finishing. Callbacks need no clone (they are handed
+/// `&Loop`), and a task can use [`Loop::current`] or the free functions
+/// ([`spawn`](crate::spawn), [`sleep`](crate::sleep)) instead of capturing one.
+/// Promises and tasks themselves hold the loop weakly and create no cycle.
+///
 /// # Memory
 /// The ready queue, the timer store and the threadsafe queue grow for a burst (a
 /// million callbacks at once) and give the room back once their use has stayed low
