@@ -104,24 +104,38 @@ impl Run {
         }
     }
 
-    /// Keeps the entries for which `keep` holds, in order, packed into full
-    /// segments again.
+    /// Keeps the entries for which `keep` holds, in order, compacted in place (the
+    /// write position never passes the read position); segments left empty become
+    /// the spare. Allocates nothing.
     pub(super) fn retain(&mut self, mut keep: impl FnMut(&TimerEntry) -> bool) {
-        let old = std::mem::take(&mut self.segs);
-        let head = std::mem::replace(&mut self.head, 0);
-        self.len = 0;
-        let mut kept_segs: Vec<Vec<TimerEntry>> = Vec::new();
-        for (i, seg) in old.into_iter().enumerate() {
-            let from = if i == 0 { head } else { 0 };
-            for e in &seg[from..] {
-                if keep(e) {
-                    self.push_back(*e);
+        let (mut ws, mut wi) = (0, self.head);
+        let mut len = 0;
+        for rs in 0..self.segs.len() {
+            let from = if rs == 0 { self.head } else { 0 };
+            for ri in from..self.segs[rs].len() {
+                let e = self.segs[rs][ri];
+                if keep(&e) {
+                    // Only a full segment is left behind (all but the last are full).
+                    if wi == SEG {
+                        ws += 1;
+                        wi = 0;
+                    }
+                    self.segs[ws][wi] = e;
+                    wi += 1;
+                    len += 1;
                 }
             }
-            kept_segs.push(seg);
         }
-        // The old segments go (the largest stays as the spare).
-        for seg in kept_segs {
+        self.len = len;
+        let used = if len == 0 {
+            self.head = 0;
+            0
+        } else {
+            self.segs[ws].truncate(wi);
+            ws + 1
+        };
+        while self.segs.len() > used {
+            let seg = self.segs.pop_back().expect("more than `used`");
             self.keep_spare(seg);
         }
     }
@@ -202,6 +216,34 @@ mod tests {
         assert!(r.capacity() < 2 * expected.len(), "{}", r.capacity());
         let got: Vec<u64> = std::iter::from_fn(|| r.pop_front().map(|e| e.id)).collect();
         assert_eq!(got, expected);
+    }
+
+    /// Compacting moves nothing out of place: the survivors fill the first
+    /// segments, an emptied one stays as the spare and the next growth reuses it.
+    #[test]
+    fn retain_compacts_in_place_and_keeps_a_spare() {
+        let mut r = Run::default();
+        for id in 0..(2 * SEG as u64 + 3) {
+            r.push_back(entry(id));
+        }
+        r.retain(|e| e.id % 4 == 3);
+        assert_eq!(r.len(), SEG / 2, "ids 3, 7, ... of 2 * SEG + 3");
+        assert_eq!(r.capacity(), 2 * SEG, "one segment in use, one spare");
+        for id in 0..(SEG as u64) {
+            r.push_back(entry(10 * SEG as u64 + id));
+        }
+        assert_eq!(r.capacity(), 2 * SEG, "the spare was reused");
+        let got: Vec<u64> = std::iter::from_fn(|| r.pop_front().map(|e| e.id)).collect();
+        let expected: Vec<u64> = (0..(2 * SEG as u64 + 3))
+            .filter(|i| i % 4 == 3)
+            .chain((0..SEG as u64).map(|i| 10 * SEG as u64 + i))
+            .collect();
+        assert_eq!(got, expected);
+        r.push_back(entry(1));
+        r.retain(|_| false);
+        assert!(r.is_empty() && r.front().is_none() && r.back().is_none());
+        r.push_back(entry(2));
+        assert_eq!(r.pop_front(), Some(entry(2)));
     }
 
     /// A run that fills and drains over and over reuses its room.
