@@ -268,7 +268,7 @@ impl Ready {
     }
 
     /// Queues an entry at the back; returns its sequence number.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&mut self, entry: Entry) -> u64 {
         let seq = self.head + self.queue.len() as u64;
         self.queue.push_back(entry);

@@ -240,6 +240,18 @@ struct More {
 }
 
 impl Wakeups {
+    /// Ends a `Wakeups` that was given no waker, without the checks of its `Drop`
+    /// (for a fast path that wakes and drops nothing).
+    #[inline(always)]
+    pub(crate) fn unused(self) {
+        debug_assert!(
+            self.wake.is_none() && self.discard.is_none() && self.more.is_none(),
+            "Wakeups::unused on wakers to run"
+        );
+        // Every field is `None`: forgetting it leaks nothing.
+        std::mem::forget(self);
+    }
+
     /// Queues `waker` to be woken (after those queued before it).
     #[inline]
     pub(crate) fn wake(&mut self, waker: Waker) {

@@ -18,6 +18,7 @@ use crate::source::{SourceHandler, SourceId};
 
 impl Loop {
     /// Queues upper-layer work (a task step, a remote call on the loop thread).
+    #[inline(always)]
     pub(crate) fn push_entry(&self, entry: Entry) {
         let was_empty = {
             let mut ready = self.inner.ready.borrow_mut();
@@ -108,7 +109,7 @@ impl Loop {
     }
 
     /// A waker's wake on this thread: queues a step unless one is queued.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn wake_packed(&self, p: Packed) {
         // `wake` only sets the task's state bit (no user code), so it is asked with
         // the table borrowed, and the task's `Rc` is cloned only if a step is queued.
@@ -116,13 +117,20 @@ impl Loop {
             Some(r) if r.wake() => r.clone(),
             _ => return,
         };
+        self.push_step(r);
+    }
+
+    /// Queues a step of `r` (out of line, with the queue's push inlined in it: the
+    /// `Rc` comes in registers and is written straight into the queue).
+    #[inline(never)]
+    fn push_step(&self, r: Rc<dyn Runnable>) {
         self.push_entry(Entry::Runnable(r));
     }
 
     /// A waker's wake on the thread where its loop is running: a thread-local read
     /// and a compare, then [`wake_packed`](Loop::wake_packed). Returns false (and
     /// does nothing) if the loop running here, if any, is not loop `loop_id`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn wake_on_running(loop_id: u16, p: Packed) -> bool {
         // The borrow of `CURRENT` is held across `wake_packed`, which runs no user
         // code (a state bit, a queue push) and so cannot start or end a run.

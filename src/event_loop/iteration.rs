@@ -347,6 +347,7 @@ impl Loop {
         for _ in 0..n {
             let popped = inner.ready.borrow_mut().pop();
             match popped {
+                Some(Entry::Runnable(r)) => self.run_step(r),
                 None => break, // close() from a callback is refused, but be safe
                 Some(Entry::Call { callback, location }) => {
                     self.invoke("callback", location, || callback.call(self));
@@ -408,15 +409,20 @@ impl Loop {
             }
             // Runs as a callback itself (catching panics), then recycles its cell.
             Entry::Remote(call) => call.run(self),
-            Entry::Runnable(r) => {
-                let location = r.location();
-                self.invoke("task step", location, || r.run(self));
-            }
+            Entry::Runnable(r) => self.run_step(r),
         }
+    }
+
+    /// Runs a task step as a callback.
+    #[inline(always)]
+    fn run_step(&self, r: std::rc::Rc<dyn crate::ready::Runnable>) {
+        let location = r.location();
+        self.invoke("task step", location, || r.run(self));
     }
 
     /// Something was queued while the loop may be idle in its host: make the fd
     /// readable.
+    #[inline]
     pub(super) fn queued_while_idle(&self) {
         if !self.inner.running.get() {
             self.inner.shared.force_wake();

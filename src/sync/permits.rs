@@ -124,7 +124,26 @@ impl Ticket {
         what: &str,
     ) -> Poll<()> {
         self.poll_unless_closed(permits, waker, wakeups, what)
-            .map(|got| assert!(got, "`{what}`: permits closed"))
+            .map(|got| {
+                if !got {
+                    permits_closed(what)
+                }
+            })
+    }
+
+    /// The first poll of a waiter that has to wait (no permit free, the permits
+    /// open), the common case of a contended primitive: queues the waiter and returns
+    /// `true`. Otherwise changes nothing and returns `false`, for
+    /// [`poll`](Ticket::poll) to do the rest. It wakes and drops no waker, so its
+    /// caller's [`Wakeups`] stays empty.
+    #[inline(always)]
+    pub(crate) fn queue_if_none_free(&mut self, permits: &mut Permits, waker: &Waker) -> bool {
+        if matches!(self, Ticket::Idle) && permits.available == 0 && !permits.closed {
+            *self = Ticket::Waiting(permits.waiters.push(waker));
+            true
+        } else {
+            false
+        }
     }
 
     /// [`poll`](Ticket::poll) on permits that may be [closed](Permits::close):
@@ -164,7 +183,7 @@ impl Ticket {
                     Poll::Pending
                 }
             }
-            Ticket::Done => panic!("`{what}` polled after completion"),
+            Ticket::Done => polled_after_completion(what),
         }
     }
 
@@ -187,6 +206,24 @@ impl Ticket {
     pub(crate) fn is_waiting(&self) -> bool {
         matches!(self, Ticket::Waiting(_))
     }
+}
+
+/// The panic of a [`Ticket`] polled again after it returned `Ready`; out of line, so
+/// that the hot path does not build its message's arguments.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn polled_after_completion(what: &str) -> ! {
+    panic!("`{what}` polled after completion")
+}
+
+/// The panic of [`Ticket::poll`] on closed permits (a primitive that never closes
+/// them).
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn permits_closed(what: &str) -> ! {
+    panic!("`{what}`: permits closed")
 }
 
 #[cfg(test)]

@@ -493,6 +493,15 @@ impl<T> Future for GetFuture<T> {
         let this = self.get_mut();
         let mut wakeups = Wakeups::default();
         let mut shared = this.shared.borrow_mut();
+        // The common wait (no item for a newcomer): queued, nothing woken.
+        if this
+            .ticket
+            .queue_if_none_free(&mut shared.readable, cx.waker())
+        {
+            drop(shared);
+            wakeups.unused();
+            return Poll::Pending;
+        }
         let got = this.ticket.poll_unless_closed(
             &mut shared.readable,
             cx.waker(),
