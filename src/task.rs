@@ -472,7 +472,10 @@ impl<F: Future + 'static> Runnable for TaskCell<F> {
     fn run(self: Rc<Self>, lp: &Loop) {
         let head = &self.head;
         // One test for the two rare states (done, or asked to cancel).
-        if head.state.clear_and_test(State::SCHEDULED, State::DONE | State::CANCEL_REQUESTED) {
+        if head
+            .state
+            .clear_and_test(State::SCHEDULED, State::DONE | State::CANCEL_REQUESTED)
+        {
             self.step_done_or_cancelled(lp);
             return;
         }

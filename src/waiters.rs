@@ -240,18 +240,6 @@ struct More {
 }
 
 impl Wakeups {
-    /// Ends a `Wakeups` that was given no waker, without the checks of its `Drop`
-    /// (for a fast path that wakes and drops nothing).
-    #[inline(always)]
-    pub(crate) fn unused(self) {
-        debug_assert!(
-            self.wake.is_none() && self.discard.is_none() && self.more.is_none(),
-            "Wakeups::unused on wakers to run"
-        );
-        // Every field is `None`: forgetting it leaks nothing.
-        std::mem::forget(self);
-    }
-
     /// Queues `waker` to be woken (after those queued before it).
     #[inline]
     pub(crate) fn wake(&mut self, waker: Waker) {
@@ -332,11 +320,17 @@ impl Drop for Wakeups {
 }
 
 /// Wakes its waker when dropped by an unwinding (or by [`WakeOnUnwind::wake_now`]).
-struct WakeOnUnwind(Option<Waker>);
+///
+/// Also a one-waker [`Wakeups`] for a primitive's fast path that wakes at most one
+/// waker and drops none: declared (empty) before the `RefCell` borrow, given the
+/// waker inside it, and woken with `wake_now` after the borrow ends, or by the
+/// unwinding should the primitive panic in between.
+#[derive(Default)]
+pub(crate) struct WakeOnUnwind(pub(crate) Option<Waker>);
 
 impl WakeOnUnwind {
     #[inline]
-    fn wake_now(mut self) {
+    pub(crate) fn wake_now(mut self) {
         if let Some(w) = self.0.take() {
             w.wake();
         }

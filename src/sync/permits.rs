@@ -96,6 +96,34 @@ impl Permits {
     }
 }
 
+impl Permits {
+    /// [`release`](Permits::release) of one permit, handing back the waker of the
+    /// waiter it went to (if any), for a caller that has nothing else to wake: it
+    /// wakes it once its borrow has ended (through a
+    /// [`WakeOnUnwind`](crate::waiters::WakeOnUnwind) declared before the borrow).
+    #[inline(always)]
+    pub(crate) fn release_one(&mut self) -> Option<Waker> {
+        match self.waiters.serve_one_taking() {
+            Some(waker) => waker,
+            None => {
+                self.release_unqueued(1);
+                None
+            }
+        }
+    }
+
+    /// [`release`](Permits::release) of `n` permits when no waiter is queued (the
+    /// caller has checked [`queued`](Permits::queued)): they are all free.
+    #[inline(always)]
+    pub(crate) fn release_unqueued(&mut self, n: usize) {
+        debug_assert_eq!(self.waiters.queued(), 0, "permits: waiters queued");
+        self.available = self
+            .available
+            .checked_add(n)
+            .expect("permit count overflows usize");
+    }
+}
+
 /// One waiter's place in a [`Permits`] queue: what a future that acquires a
 /// permit keeps between polls.
 #[derive(Debug, Default)]
@@ -144,6 +172,23 @@ impl Ticket {
         } else {
             false
         }
+    }
+
+    /// Takes the caller's permit if it has one now without waiting: a free one for
+    /// an idle ticket, or the one a served ticket was handed (closed or not, as
+    /// [`poll_unless_closed`](Ticket::poll_unless_closed) does). Returns whether it
+    /// did (the ticket is then done); otherwise changes nothing.
+    #[inline(always)]
+    pub(crate) fn take_ready(&mut self, permits: &mut Permits) -> bool {
+        let ready = match *self {
+            Ticket::Idle => permits.try_acquire(),
+            Ticket::Waiting(key) => permits.waiters.is_served(key),
+            Ticket::Done => false,
+        };
+        if ready {
+            *self = Ticket::Done;
+        }
+        ready
     }
 
     /// [`poll`](Ticket::poll) on permits that may be [closed](Permits::close):
