@@ -268,11 +268,17 @@ impl Ready {
     }
 
     /// Queues an entry at the back; returns its sequence number.
-    #[inline(always)]
+    #[inline]
     pub(crate) fn push(&mut self, entry: Entry) -> u64 {
         let seq = self.head + self.queue.len() as u64;
         self.queue.push_back(entry);
         seq
+    }
+
+    /// Queues a step of `r` (an `Entry::Runnable`) at the back.
+    #[inline(always)]
+    pub(crate) fn push_runnable(&mut self, r: Rc<dyn Runnable>) {
+        self.queue.push_back(Entry::Runnable(r));
     }
 
     /// Takes the callback of the `Call` entry `seq` out (with where it was

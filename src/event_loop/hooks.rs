@@ -120,11 +120,19 @@ impl Loop {
         self.push_step(r);
     }
 
-    /// Queues a step of `r` (out of line, with the queue's push inlined in it: the
-    /// `Rc` comes in registers and is written straight into the queue).
-    #[inline(never)]
+    /// Queues a step of `r` ([`push_entry`](Loop::push_entry), with the entry made
+    /// in the queue's slot rather than moved through every call in between).
+    #[inline(always)]
     fn push_step(&self, r: Rc<dyn Runnable>) {
-        self.push_entry(Entry::Runnable(r));
+        let was_empty = {
+            let mut ready = self.inner.ready.borrow_mut();
+            let was_empty = ready.is_empty();
+            ready.push_runnable(r);
+            was_empty
+        };
+        if was_empty {
+            self.queued_while_idle();
+        }
     }
 
     /// A waker's wake on the thread where its loop is running: a thread-local read
@@ -132,17 +140,16 @@ impl Loop {
     /// does nothing) if the loop running here, if any, is not loop `loop_id`.
     #[inline(always)]
     pub(crate) fn wake_on_running(loop_id: u16, p: Packed) -> bool {
-        // The borrow of `CURRENT` is held across `wake_packed`, which runs no user
-        // code (a state bit, a queue push) and so cannot start or end a run.
-        CURRENT
-            .try_with(|c| match &*c.borrow() {
-                Some(lp) if lp.inner.loop_id == loop_id => {
-                    lp.wake_packed(p);
-                    true
-                }
-                _ => false,
-            })
-            .unwrap_or(false)
+        // A clone of the running loop (a count increment) keeps the thread-local's
+        // closure small enough to be inlined here.
+        let running = CURRENT.try_with(|c| c.borrow().clone()).ok().flatten();
+        match running {
+            Some(lp) if lp.inner.loop_id == loop_id => {
+                lp.wake_packed(p);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The id of the loop running on this thread, if any.
@@ -318,7 +325,11 @@ impl Loop {
 
     #[cold]
     #[inline(never)]
-    fn report_panic(&self, location: &'static Location<'static>, payload: Box<dyn Any + Send>) {
+    pub(super) fn report_panic(
+        &self,
+        location: &'static Location<'static>,
+        payload: Box<dyn Any + Send>,
+    ) {
         let ctx =
             ErrorContext::from_panic("a callback panicked", &*payload).with_location(location);
         self.call_exception_handler(ctx);
