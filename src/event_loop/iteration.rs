@@ -8,7 +8,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-use super::{CURRENT, Loop};
+use std::rc::Rc;
+
+use super::{CURRENT, Loop, RUNNING};
 use crate::errors::Error;
 use crate::ready::Entry;
 use crate::source::Readiness;
@@ -33,6 +35,8 @@ impl Drop for RunGuard<'_> {
     fn drop(&mut self) {
         self.lp.inner.running.set(false);
         self.lp.inner.stopping.set(false);
+        // `RUNNING` first: it must never outlive `CURRENT`'s clone.
+        let _ = RUNNING.try_with(|r| r.set(std::ptr::null()));
         let _ = CURRENT.try_with(|c| c.borrow_mut().take());
         self.lp.leave();
     }
@@ -62,6 +66,9 @@ impl Loop {
         if !free {
             return Err(Error::AlreadyRunning);
         }
+        // After `CURRENT`, which now keeps the `Inner` alive (see `RUNNING`). If the
+        // thread's locals are being destroyed, `CURRENT` refused above.
+        let _ = RUNNING.try_with(|r| r.set(Rc::as_ptr(&self.inner)));
         self.inner.running.set(true);
         self.inner.shared.awake();
         self.inner.unpolled.set(POLL_INTERVAL); // a run's first iteration polls
