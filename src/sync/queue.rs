@@ -415,9 +415,9 @@ impl<T> Unpin for PutFuture<T> {}
 impl<T> Future for PutFuture<T> {
     type Output = Result<(), QueueShutDown<T>>;
 
-    /// The common case inline: a first poll that finds a free slot, which puts the
-    /// item in and wakes at most one getter (the one promised the item). The rest
-    /// (waiting for a slot, a shut-down queue) is [`poll_slow`](PutFuture::poll_slow).
+    // The common case inline (at the `.await`): a first poll that finds a free
+    // slot, which puts the item in and wakes at most one getter (the one promised
+    // the item). The rest (waiting for a slot, a shut-down queue) is `poll_slow`.
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
@@ -525,10 +525,10 @@ pub struct GetFuture<T> {
 impl<T> Future for GetFuture<T> {
     type Output = Result<T, QueueShutDown>;
 
-    /// The common cases inline, neither of which wakes anyone: a get that has to
-    /// wait queues itself, and a get that has its item (free, or promised to it)
-    /// takes it while no putter waits for the slot it frees. The rest is
-    /// [`poll_slow`](GetFuture::poll_slow).
+    // The common cases inline (at the `.await`), neither of which wakes anyone: a
+    // get that has to wait queues itself, and a get that has its item (free, or
+    // promised to it) takes it while no putter waits for the slot it frees. The
+    // rest is `poll_slow`.
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
