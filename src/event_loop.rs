@@ -147,6 +147,15 @@ pub(crate) struct Inner {
 thread_local! {
     /// The loop running on this thread, if any.
     static CURRENT: RefCell<Option<Loop>> = const { RefCell::new(None) };
+    /// The `Inner` of the loop in `CURRENT`, or null when none runs here: a plain word
+    /// (no `RefCell` flag, no reference count, no destructor to register) for the hot
+    /// path of a task's wake ([`Loop::wake_on_running`]).
+    ///
+    /// Invariant: non-null exactly while `CURRENT` holds `Some(lp)`, and then it is
+    /// `Rc::as_ptr(&lp.inner)`: set just after `CURRENT` when a run starts (`enter`),
+    /// cleared just before `CURRENT` is emptied when it ends (`RunGuard::drop`), so
+    /// while it is non-null, `CURRENT`'s clone keeps the `Inner` alive.
+    static RUNNING: Cell<*const Inner> = const { Cell::new(std::ptr::null()) };
     /// The loops created on this thread, by the address of their `Shared`, so that a
     /// `Remote` used on its loop's own thread can skip the channel.
     static OWNED: RefCell<Vec<(usize, u16, Weak<Inner>)>> = const { RefCell::new(Vec::new()) };

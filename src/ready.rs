@@ -275,6 +275,12 @@ impl Ready {
         seq
     }
 
+    /// Queues a step of `r` (an `Entry::Runnable`) at the back.
+    #[inline(always)]
+    pub(crate) fn push_runnable(&mut self, r: Rc<dyn Runnable>) {
+        self.queue.push_back(Entry::Runnable(r));
+    }
+
     /// Takes the callback of the `Call` entry `seq` out (with where it was
     /// scheduled), if it is still queued. The caller drops it after releasing its
     /// borrow of the queue (a closure's `Drop` may use the loop).

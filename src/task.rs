@@ -20,6 +20,7 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::pin::Pin;
 use std::ptr;
@@ -131,12 +132,21 @@ fn waker_wake(data: *const ()) {
     wake_word(data.addr() as u64);
 }
 
-/// The wake of the waker whose word is `word`.
+/// The wake of the waker whose word is `word`: inline, the common case (a wake on the
+/// thread where the task's loop is running) is one thread-local read away from the
+/// task's state bit and the ready queue.
+#[inline(always)]
 fn wake_word(word: u64) {
     let (loop_id, packed) = RunnableId::unpack(word);
-    if Loop::wake_on_running(loop_id, packed) {
-        return;
+    if !Loop::wake_on_running(loop_id, packed) {
+        wake_elsewhere(loop_id, packed);
     }
+}
+
+/// [`wake_word`] when the loop running on this thread (if any) is not the task's.
+#[cold]
+#[inline(never)]
+fn wake_elsewhere(loop_id: u16, packed: crate::ready::Packed) {
     if let Some(lp) = local_loop_by_id(loop_id) {
         lp.wake_packed(packed);
     } else if let Some(shared) = loop_by_id(loop_id) {
@@ -402,6 +412,24 @@ impl<F: Future + 'static> TaskCell<F> {
     }
 }
 
+impl<F: Future + 'static> TaskCell<F> {
+    /// A step of a task that is done (nothing to do) or asked to cancel (it drops
+    /// its future and finishes cancelled).
+    #[cold]
+    #[inline(never)]
+    fn step_done_or_cancelled(self: Rc<Self>, lp: &Loop) {
+        let head = &self.head;
+        if head.state.is(State::DONE) {
+            return;
+        }
+        let result = match self.drop_future() {
+            None => Err(TaskError::Cancelled),
+            Some(panic) => Err(TaskError::Panicked(panic)),
+        };
+        self.finish(lp, result);
+    }
+}
+
 /// Counts a scheduled done-callback until it has run or been dropped, then wakes the
 /// awaiter that waits for the result.
 struct InFlight<T: 'static>(Rc<dyn TaskRef<T>>);
@@ -443,16 +471,12 @@ impl<F: Future + 'static> Unregistered for Rc<TaskCell<F>> {
 impl<F: Future + 'static> Runnable for TaskCell<F> {
     fn run(self: Rc<Self>, lp: &Loop) {
         let head = &self.head;
-        head.state.clear(State::SCHEDULED);
-        if head.state.is(State::DONE) {
-            return;
-        }
-        if head.state.is(State::CANCEL_REQUESTED) {
-            let result = match self.drop_future() {
-                None => Err(TaskError::Cancelled),
-                Some(panic) => Err(TaskError::Panicked(panic)),
-            };
-            self.finish(lp, result);
+        // One test for the two rare states (done, or asked to cancel).
+        if head
+            .state
+            .clear_and_test(State::SCHEDULED, State::DONE | State::CANCEL_REQUESTED)
+        {
+            self.step_done_or_cancelled(lp);
             return;
         }
         // A task with no id yet (its first step, see `first_poll`) is polled with
@@ -461,12 +485,14 @@ impl<F: Future + 'static> Runnable for TaskCell<F> {
         // poll is inlined here.)
         let rid = head.rid.get();
         let first = (!rid.is_some()).then(|| FirstPoll::new(lp, &self));
-        let waker = match &first {
+        // Dropping either waker does nothing (a word waker holds nothing, and the
+        // first-poll waker's clones are independent of it): it is forgotten rather
+        // than dropped through its vtable.
+        let waker = ManuallyDrop::new(match &first {
             Some(first) => first.waker(),
             None => task_waker(lp.loop_id(), rid),
-        };
+        });
         let polled = self.poll_once(&waker);
-        drop(waker);
         self.after_poll(lp, polled, first.is_some());
         if let Some(first) = first {
             first.settle();

@@ -320,11 +320,17 @@ impl Drop for Wakeups {
 }
 
 /// Wakes its waker when dropped by an unwinding (or by [`WakeOnUnwind::wake_now`]).
-struct WakeOnUnwind(Option<Waker>);
+///
+/// Also a one-waker [`Wakeups`] for a primitive's fast path that wakes at most one
+/// waker and drops none: declared (empty) before the `RefCell` borrow, given the
+/// waker inside it, and woken with `wake_now` after the borrow ends, or by the
+/// unwinding should the primitive panic in between.
+#[derive(Default)]
+pub(crate) struct WakeOnUnwind(pub(crate) Option<Waker>);
 
 impl WakeOnUnwind {
     #[inline]
-    fn wake_now(mut self) {
+    pub(crate) fn wake_now(mut self) {
         if let Some(w) = self.0.take() {
             w.wake();
         }

@@ -640,6 +640,54 @@ fn dropping_the_loop_drops_each_live_future_exactly_once() {
     assert_eq!(drops.dropped(), 4);
 }
 
+/// A task's waker reaches its own loop whichever loop runs on the thread when it is
+/// woken: its own (the task steps in the next iteration), another one (the step is
+/// queued on the task's loop, never on the running one), or none (between runs).
+#[test]
+fn wakes_reach_the_tasks_loop_whichever_loop_runs_here() {
+    let (a, b) = (Loop::new().unwrap(), Loop::new().unwrap());
+    let polls = Polls::new();
+    let slot = WakerSlot::new();
+    let _t = a.create_task(count_polls(&polls, GrabWaker(slot.clone())));
+    run_briefly(&a);
+    assert_eq!(polls.get(), 1);
+    let w = slot.get().expect("polled once");
+
+    // From a callback of its own loop: polled in the next iteration, not this one.
+    a.call_soon({
+        let w = w.clone();
+        move |_| w.wake_by_ref()
+    });
+    run_briefly(&a);
+    assert_eq!(polls.get(), 1);
+    run_briefly(&a);
+    assert_eq!(polls.get(), 2);
+
+    // From a callback and a task of the other loop: queued on `a`, run by `a` only.
+    b.call_soon({
+        let w = w.clone();
+        move |_| w.wake_by_ref()
+    });
+    run_iterations(&b, 3);
+    let w2 = w.clone();
+    b.run_until_complete(async move { w2.wake() }).unwrap();
+    assert_eq!(polls.get(), 2);
+    run_briefly(&a);
+    assert_eq!(polls.get(), 3, "two wakes before the step: one step");
+    run_iterations(&a, 2);
+    assert_eq!(polls.get(), 3);
+
+    // With no loop running here, also once the last loop that ran here is gone.
+    w.wake_by_ref();
+    run_briefly(&a);
+    assert_eq!(polls.get(), 4);
+    run_briefly(&b);
+    drop(b);
+    w.wake();
+    run_briefly(&a);
+    assert_eq!(polls.get(), 5);
+}
+
 /// A waker that outlives its loop is harmless: waking it does nothing.
 #[test]
 fn waker_outliving_a_closed_and_dropped_loop_is_harmless() {

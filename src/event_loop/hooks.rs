@@ -3,6 +3,7 @@
 //! per-loop extensions, close hooks, and `invoke`, through which every callback runs.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
@@ -10,14 +11,45 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{CURRENT, Inner, Loop, WeakLoop};
+use super::{CURRENT, Inner, Loop, RUNNING, WeakLoop};
 use crate::errors::{Error, ErrorContext};
 use crate::ready::{Entry, Packed, Runnable, RunnableId};
 use crate::remote::{CallCell, POOL_MAX};
 use crate::source::{SourceHandler, SourceId};
 
+impl Inner {
+    /// [`Loop::wake_packed`].
+    #[inline(always)]
+    fn wake_packed(&self, p: Packed) {
+        // `wake` only sets the task's state bit (no user code), so it is asked with
+        // the table borrowed, and the task's `Rc` is cloned only if a step is queued.
+        let r = match self.runnables.borrow().get_packed(p) {
+            Some(r) if r.wake() => r.clone(),
+            _ => return,
+        };
+        self.push_step(r);
+    }
+
+    /// Queues a step of `r` ([`Loop::push_entry`], with the entry made in the
+    /// queue's slot rather than moved through every call in between).
+    #[inline(always)]
+    fn push_step(&self, r: Rc<dyn Runnable>) {
+        let was_empty = {
+            let mut ready = self.ready.borrow_mut();
+            let was_empty = ready.is_empty();
+            ready.push_runnable(r);
+            was_empty
+        };
+        // `Loop::queued_while_idle`.
+        if was_empty && !self.running.get() {
+            self.shared.force_wake();
+        }
+    }
+}
+
 impl Loop {
     /// Queues upper-layer work (a task step, a remote call on the loop thread).
+    #[inline(always)]
     pub(crate) fn push_entry(&self, entry: Entry) {
         let was_empty = {
             let mut ready = self.inner.ready.borrow_mut();
@@ -108,33 +140,30 @@ impl Loop {
     }
 
     /// A waker's wake on this thread: queues a step unless one is queued.
-    #[inline]
     pub(crate) fn wake_packed(&self, p: Packed) {
-        // `wake` only sets the task's state bit (no user code), so it is asked with
-        // the table borrowed, and the task's `Rc` is cloned only if a step is queued.
-        let r = match self.inner.runnables.borrow().get_packed(p) {
-            Some(r) if r.wake() => r.clone(),
-            _ => return,
-        };
-        self.push_entry(Entry::Runnable(r));
+        self.inner.wake_packed(p);
     }
 
     /// A waker's wake on the thread where its loop is running: a thread-local read
     /// and a compare, then [`wake_packed`](Loop::wake_packed). Returns false (and
     /// does nothing) if the loop running here, if any, is not loop `loop_id`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn wake_on_running(loop_id: u16, p: Packed) -> bool {
-        // The borrow of `CURRENT` is held across `wake_packed`, which runs no user
-        // code (a state bit, a queue push) and so cannot start or end a run.
-        CURRENT
-            .try_with(|c| match &*c.borrow() {
-                Some(lp) if lp.inner.loop_id == loop_id => {
-                    lp.wake_packed(p);
-                    true
-                }
-                _ => false,
-            })
-            .unwrap_or(false)
+        let running = RUNNING.try_with(Cell::get).unwrap_or(std::ptr::null());
+        if running.is_null() {
+            return false;
+        }
+        // SAFETY: a non-null `RUNNING` points at the `Inner` that `CURRENT`'s clone
+        // keeps alive (the invariant written on `RUNNING`). The reference is used only
+        // within this call, which runs no user code (a task's state bit, a queue
+        // push, at most the loop's own wake-up write), so nothing can end the run,
+        // and with it that clone, while it is held.
+        let inner = unsafe { &*running };
+        if inner.loop_id != loop_id {
+            return false;
+        }
+        inner.wake_packed(p);
+        true
     }
 
     /// The id of the loop running on this thread, if any.
@@ -310,7 +339,11 @@ impl Loop {
 
     #[cold]
     #[inline(never)]
-    fn report_panic(&self, location: &'static Location<'static>, payload: Box<dyn Any + Send>) {
+    pub(super) fn report_panic(
+        &self,
+        location: &'static Location<'static>,
+        payload: Box<dyn Any + Send>,
+    ) {
         let ctx =
             ErrorContext::from_panic("a callback panicked", &*payload).with_location(location);
         self.call_exception_handler(ctx);

@@ -5,9 +5,12 @@
 //! `poll_timeout`, `poll_io`, `queue_timers`, `queue_remote`, `run_ready`. It is the
 //! only place where callbacks run; everything else queues them.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-use super::{CURRENT, Loop};
+use std::rc::Rc;
+
+use super::{CURRENT, Loop, RUNNING};
 use crate::errors::Error;
 use crate::ready::Entry;
 use crate::source::Readiness;
@@ -32,6 +35,8 @@ impl Drop for RunGuard<'_> {
     fn drop(&mut self) {
         self.lp.inner.running.set(false);
         self.lp.inner.stopping.set(false);
+        // `RUNNING` first: it must never outlive `CURRENT`'s clone.
+        let _ = RUNNING.try_with(|r| r.set(std::ptr::null()));
         let _ = CURRENT.try_with(|c| c.borrow_mut().take());
         self.lp.leave();
     }
@@ -61,6 +66,9 @@ impl Loop {
         if !free {
             return Err(Error::AlreadyRunning);
         }
+        // After `CURRENT`, which now keeps the `Inner` alive (see `RUNNING`). If the
+        // thread's locals are being destroyed, `CURRENT` refused above.
+        let _ = RUNNING.try_with(|r| r.set(Rc::as_ptr(&self.inner)));
         self.inner.running.set(true);
         self.inner.shared.awake();
         self.inner.unpolled.set(POLL_INTERVAL); // a run's first iteration polls
@@ -346,14 +354,20 @@ impl Loop {
         let mut skipped = 0;
         for _ in 0..n {
             let popped = inner.ready.borrow_mut().pop();
-            match popped {
-                None => break, // close() from a callback is refused, but be safe
-                Some(Entry::Call { callback, location }) => {
+            // The two common kinds are tested one after the other, the others left to
+            // `run_entry`: one compare each rather than a jump table.
+            // (`close()` from a callback is refused, but be safe.)
+            let Some(entry) = popped else { break };
+            match entry {
+                Entry::Call { callback, location } => {
                     self.invoke("callback", location, || callback.call(self));
                 }
-                Some(Entry::Cancelled) => skipped += 1,
-                Some(Entry::Main) => main(),
-                Some(entry) => self.run_entry(entry),
+                Entry::Runnable(r) => self.run_step(r),
+                entry => {
+                    if !self.run_other(entry, main) {
+                        skipped += 1;
+                    }
+                }
             }
         }
         add(&inner.stats.callbacks_run, (n - skipped) as u64);
@@ -367,6 +381,18 @@ impl Loop {
         if n > stats.ready_high_water.get() {
             stats.ready_high_water.set(n);
         }
+    }
+
+    /// Runs an entry that is neither a call nor a task step; returns false if it was
+    /// a cancelled call (skipped).
+    #[inline(never)]
+    fn run_other(&self, entry: Entry, main: &mut dyn FnMut()) -> bool {
+        match entry {
+            Entry::Cancelled => return false,
+            Entry::Main => main(),
+            entry => self.run_entry(entry),
+        }
+        true
     }
 
     pub(super) fn run_entry(&self, entry: Entry) {
@@ -408,10 +434,23 @@ impl Loop {
             }
             // Runs as a callback itself (catching panics), then recycles its cell.
             Entry::Remote(call) => call.run(self),
-            Entry::Runnable(r) => {
-                let location = r.location();
-                self.invoke("task step", location, || r.run(self));
-            }
+            Entry::Runnable(r) => self.run_step(r),
+        }
+    }
+
+    /// Runs a task step as a callback. Outside debug mode the step's location is
+    /// needed only if it panics: it is asked for then, through a second reference
+    /// (a count increment costs less than asking every step).
+    #[inline(always)]
+    fn run_step(&self, r: std::rc::Rc<dyn crate::ready::Runnable>) {
+        if self.inner.debug {
+            let location = r.location();
+            self.invoke("task step", location, || r.run(self));
+            return;
+        }
+        let step = r.clone();
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| step.run(self))) {
+            self.report_panic(r.location(), payload);
         }
     }
 

@@ -73,20 +73,31 @@ impl Line {
     /// `wakeups`. Returns whether a waiter was served.
     #[inline(always)]
     pub(crate) fn serve_one(&mut self, wakeups: &mut Wakeups) -> bool {
+        match self.serve_one_taking() {
+            None => false,
+            Some(waker) => {
+                if let Some(waker) = waker {
+                    wakeups.wake(waker);
+                }
+                true
+            }
+        }
+    }
+
+    /// [`serve_one`](Line::serve_one), handing back the waker of the waiter served
+    /// (`None`: no one was queued; `Some(None)`: it had no waker), for the caller to
+    /// wake once its borrow has ended.
+    #[inline(always)]
+    pub(crate) fn serve_one_taking(&mut self) -> Option<Option<Waker>> {
         // The front is live (invariant): no dead entry to skip.
-        let Some(entry) = self.entries.pop_front() else {
-            return false;
-        };
+        let entry = self.entries.pop_front()?;
         debug_assert!(entry.live, "line: a dead entry at the front");
         self.served = entry.ticket + 1;
         self.queued -= 1;
         if self.dead > 0 {
             self.drop_dead_front();
         }
-        if let Some(waker) = entry.waker {
-            wakeups.wake(waker);
-        }
-        true
+        Some(entry.waker)
     }
 
     /// Takes queued waiter `ticket` out of the line (its future was dropped). Its

@@ -96,6 +96,34 @@ impl Permits {
     }
 }
 
+impl Permits {
+    /// [`release`](Permits::release) of one permit, handing back the waker of the
+    /// waiter it went to (if any), for a caller that has nothing else to wake: it
+    /// wakes it once its borrow has ended (through a
+    /// [`WakeOnUnwind`](crate::waiters::WakeOnUnwind) declared before the borrow).
+    #[inline(always)]
+    pub(crate) fn release_one(&mut self) -> Option<Waker> {
+        match self.waiters.serve_one_taking() {
+            Some(waker) => waker,
+            None => {
+                self.release_unqueued(1);
+                None
+            }
+        }
+    }
+
+    /// [`release`](Permits::release) of `n` permits when no waiter is queued (the
+    /// caller has checked [`queued`](Permits::queued)): they are all free.
+    #[inline(always)]
+    pub(crate) fn release_unqueued(&mut self, n: usize) {
+        debug_assert_eq!(self.waiters.queued(), 0, "permits: waiters queued");
+        self.available = self
+            .available
+            .checked_add(n)
+            .expect("permit count overflows usize");
+    }
+}
+
 /// One waiter's place in a [`Permits`] queue: what a future that acquires a
 /// permit keeps between polls.
 #[derive(Debug, Default)]
@@ -124,7 +152,43 @@ impl Ticket {
         what: &str,
     ) -> Poll<()> {
         self.poll_unless_closed(permits, waker, wakeups, what)
-            .map(|got| assert!(got, "`{what}`: permits closed"))
+            .map(|got| {
+                if !got {
+                    permits_closed(what)
+                }
+            })
+    }
+
+    /// The first poll of a waiter that has to wait (no permit free, the permits
+    /// open), the common case of a contended primitive: queues the waiter and returns
+    /// `true`. Otherwise changes nothing and returns `false`, for
+    /// [`poll`](Ticket::poll) to do the rest. It wakes and drops no waker, so its
+    /// caller's [`Wakeups`] stays empty.
+    #[inline(always)]
+    pub(crate) fn queue_if_none_free(&mut self, permits: &mut Permits, waker: &Waker) -> bool {
+        if matches!(self, Ticket::Idle) && permits.available == 0 && !permits.closed {
+            *self = Ticket::Waiting(permits.waiters.push(waker));
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes the caller's permit if it has one now without waiting: a free one for
+    /// an idle ticket, or the one a served ticket was handed (closed or not, as
+    /// [`poll_unless_closed`](Ticket::poll_unless_closed) does). Returns whether it
+    /// did (the ticket is then done); otherwise changes nothing.
+    #[inline(always)]
+    pub(crate) fn take_ready(&mut self, permits: &mut Permits) -> bool {
+        let ready = match *self {
+            Ticket::Idle => permits.try_acquire(),
+            Ticket::Waiting(key) => permits.waiters.is_served(key),
+            Ticket::Done => false,
+        };
+        if ready {
+            *self = Ticket::Done;
+        }
+        ready
     }
 
     /// [`poll`](Ticket::poll) on permits that may be [closed](Permits::close):
@@ -164,7 +228,7 @@ impl Ticket {
                     Poll::Pending
                 }
             }
-            Ticket::Done => panic!("`{what}` polled after completion"),
+            Ticket::Done => polled_after_completion(what),
         }
     }
 
@@ -187,6 +251,24 @@ impl Ticket {
     pub(crate) fn is_waiting(&self) -> bool {
         matches!(self, Ticket::Waiting(_))
     }
+}
+
+/// The panic of a [`Ticket`] polled again after it returned `Ready`; out of line, so
+/// that the hot path does not build its message's arguments.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn polled_after_completion(what: &str) -> ! {
+    panic!("`{what}` polled after completion")
+}
+
+/// The panic of [`Ticket::poll`] on closed permits (a primitive that never closes
+/// them).
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn permits_closed(what: &str) -> ! {
+    panic!("`{what}`: permits closed")
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use super::permits::{Permits, Ticket};
 use super::queue_error::{QueueShutDown, TryGetError, TryPutError};
 use super::queue_order::Order;
-use crate::waiters::{WaitQueue, Wakeups};
+use crate::waiters::{WaitQueue, WakeOnUnwind, Wakeups};
 
 /// A first-in, first-out queue between tasks on one loop (asyncio's `Queue`).
 ///
@@ -415,8 +415,44 @@ impl<T> Unpin for PutFuture<T> {}
 impl<T> Future for PutFuture<T> {
     type Output = Result<(), QueueShutDown<T>>;
 
+    // The common case inline (at the `.await`): a first poll that finds a free
+    // slot, which puts the item in and wakes at most one getter (the one promised
+    // the item). The rest (waiting for a slot, a shut-down queue) is `poll_slow`.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        if matches!(this.ticket, Ticket::Idle) && this.item.is_some() {
+            // The one waker this may wake, woken once the borrow has ended (or by an
+            // unwinding, should `T`'s `Ord` panic in the push).
+            let mut woken = WakeOnUnwind::default();
+            let mut borrowed = this.shared.borrow_mut();
+            let shared = &mut *borrowed;
+            if !shared.shut_down
+                && shared
+                    .writable
+                    .as_mut()
+                    .is_none_or(|writable| writable.try_acquire())
+            {
+                this.ticket = Ticket::Done;
+                let item = this.item.take().expect("checked above");
+                // `Shared::push`, with its one wake kept here.
+                shared.unfinished += 1;
+                woken.0 = shared.readable.release_one();
+                shared.order.push(&mut shared.items, item);
+                drop(borrowed);
+                woken.wake_now();
+                return Poll::Ready(Ok(()));
+            }
+        }
+        this.poll_slow(cx)
+    }
+}
+
+impl<T> PutFuture<T> {
+    /// [`poll`](Future::poll) past its inline case.
+    #[inline(never)]
+    fn poll_slow(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), QueueShutDown<T>>> {
+        let this = self;
         assert!(this.item.is_some(), "`PutFuture` polled after completion");
         let mut wakeups = Wakeups::default();
         let mut shared = this.shared.borrow_mut();
@@ -489,8 +525,51 @@ pub struct GetFuture<T> {
 impl<T> Future for GetFuture<T> {
     type Output = Result<T, QueueShutDown>;
 
+    // The common cases inline (at the `.await`), neither of which wakes anyone: a
+    // get that has to wait queues itself, and a get that has its item (free, or
+    // promised to it) takes it while no putter waits for the slot it frees. The
+    // rest is `poll_slow`.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        {
+            let mut shared = this.shared.borrow_mut();
+            let shared = &mut *shared;
+            if this
+                .ticket
+                .queue_if_none_free(&mut shared.readable, cx.waker())
+            {
+                return Poll::Pending;
+            }
+            if shared
+                .writable
+                .as_ref()
+                .is_none_or(|writable| writable.queued() == 0)
+                && this.ticket.take_ready(&mut shared.readable)
+            {
+                // `Shared::pop`, whose freed slot goes to no one.
+                let item = shared.order.pop(&mut shared.items);
+                debug_assert!(
+                    item.is_some() || shared.shut_down,
+                    "queue: a readable permit without an item"
+                );
+                if item.is_some()
+                    && let Some(writable) = &mut shared.writable
+                {
+                    writable.release_unqueued(1);
+                }
+                return Poll::Ready(item.ok_or(QueueShutDown(())));
+            }
+        }
+        this.poll_slow(cx)
+    }
+}
+
+impl<T> GetFuture<T> {
+    /// [`poll`](Future::poll) past its inline cases.
+    #[inline(never)]
+    fn poll_slow(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, QueueShutDown>> {
+        let this = self;
         let mut wakeups = Wakeups::default();
         let mut shared = this.shared.borrow_mut();
         let got = this.ticket.poll_unless_closed(

@@ -322,6 +322,83 @@ mod tests {
         assert_eq!(q.len(), 1);
     }
 
+    /// A `put` whose item's `Ord` panics (in the heap's sift) still wakes the getter
+    /// it promised the item to, once the queue is no longer borrowed (its waker may
+    /// use the queue), and both items stay in for the two promised getters.
+    #[test]
+    fn put_whose_ord_panics_still_wakes_its_getter_after_the_borrow() {
+        use std::cell::{Cell, RefCell};
+        use std::future::Future;
+        use std::panic::{AssertUnwindSafe, catch_unwind};
+        use std::pin::Pin;
+        use std::sync::{Arc, Mutex};
+        use std::task::{Context, Poll, Wake, Waker};
+
+        thread_local!(static ARMED: Cell<bool> = const { Cell::new(false) });
+        #[derive(Debug, PartialEq, Eq)]
+        struct Item(u32);
+        impl PartialOrd for Item {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        impl Ord for Item {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                if ARMED.with(|a| a.replace(false)) {
+                    panic!("Ord panicked");
+                }
+                self.0.cmp(&other.0)
+            }
+        }
+        thread_local!(static QUEUE: RefCell<Option<PriorityQueue<Item>>> = const {
+            RefCell::new(None)
+        });
+        /// Records, at each wake, what the queue's `len()` said (`None`: the queue
+        /// was borrowed).
+        struct Probe(Mutex<Vec<Option<usize>>>);
+        impl Wake for Probe {
+            fn wake(self: Arc<Self>) {
+                let len = QUEUE.with(|q| {
+                    let q = q.borrow();
+                    let q = q.as_ref().expect("set");
+                    catch_unwind(AssertUnwindSafe(|| q.len())).ok()
+                });
+                self.0.lock().unwrap().push(len);
+            }
+        }
+
+        let q = PriorityQueue::new();
+        QUEUE.with(|slot| *slot.borrow_mut() = Some(q.clone()));
+        let probe = Arc::new(Probe(Mutex::new(Vec::new())));
+        let probe_waker = Waker::from(probe.clone());
+        let noop = &mut Context::from_waker(Waker::noop());
+        let (mut g1, mut g2) = (q.get(), q.get());
+        assert!(Pin::new(&mut g1).poll(noop).is_pending());
+        let cx2 = &mut Context::from_waker(&probe_waker);
+        assert!(Pin::new(&mut g2).poll(cx2).is_pending());
+        q.put_nowait(Item(5)).unwrap(); // promised to g1
+        ARMED.with(|a| a.set(true));
+        let mut put = q.put(Item(1)); // promised to g2; its sift panics
+        let r = catch_unwind(AssertUnwindSafe(|| Pin::new(&mut put).poll(noop)));
+        assert!(r.is_err(), "the panic of `Ord` reaches the caller");
+        assert_eq!(
+            *probe.0.lock().unwrap(),
+            [Some(2)],
+            "woken once, unborrowed"
+        );
+        let Poll::Ready(Ok(a)) = Pin::new(&mut g1).poll(noop) else {
+            panic!("g1 was promised an item");
+        };
+        let Poll::Ready(Ok(b)) = Pin::new(&mut g2).poll(cx2) else {
+            panic!("g2 was promised an item");
+        };
+        let mut got = [a.0, b.0];
+        got.sort();
+        assert_eq!(got, [1, 5]);
+        assert!(q.is_empty());
+        QUEUE.with(|slot| slot.borrow_mut().take());
+    }
+
     #[test]
     #[should_panic(expected = "capacity must be at least 1")]
     fn lifo_bounded_zero_panics() {

@@ -72,10 +72,13 @@ impl State {
         old & bit != 0
     }
 
-    /// Clears `bit` (only [`SCHEDULED`](State::SCHEDULED) is ever cleared).
+    /// Clears `bit` (only [`SCHEDULED`](State::SCHEDULED) is ever cleared); returns
+    /// whether any bit of `test` was set (one load for a step's start and its checks).
     #[inline]
-    pub(super) fn clear(&self, bit: u8) {
-        self.0.set(self.0.get() & !bit);
+    pub(super) fn clear_and_test(&self, bit: u8, test: u8) -> bool {
+        let old = self.0.get();
+        self.0.set(old & !bit);
+        old & test != 0
     }
 }
 
@@ -104,7 +107,11 @@ mod tests {
         assert!(s.is(State::SCHEDULED) && !s.is(State::DONE));
         assert!(!s.insert(State::DONE), "DONE was clear");
         assert!(s.insert(State::DONE), "DONE was set");
-        s.clear(State::SCHEDULED);
+        assert!(
+            s.clear_and_test(State::SCHEDULED, State::DONE | State::CANCELLED),
+            "DONE is among those tested"
+        );
+        assert!(!s.clear_and_test(State::SCHEDULED, State::SCHEDULED));
         s.set(State::TAKEN);
         assert!(s.is(State::TAKEN));
         assert!(!s.is(State::SCHEDULED) && s.is(State::DONE));
