@@ -173,9 +173,9 @@ fn timers_across_chunk_and_segment_boundaries_follow_the_model() {
             if round % 4 == 3 {
                 // Cancel four in five of the pending ones: the order is rebuilt
                 // without its stale entries, wherever its front is in a segment.
-                for j in 0..handles.len() {
+                for (j, h) in handles.iter().enumerate() {
                     if model.due[j].is_some() && !j.is_multiple_of(5) {
-                        handles[j].cancel();
+                        h.cancel();
                         model.due[j] = None;
                         model.cancelled[j] = true;
                     }
