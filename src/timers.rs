@@ -131,13 +131,21 @@ impl Timers {
         let slot = self.remove(key);
         if slot.in_heap() {
             self.stale += 1;
-            if self.order.len() >= COMPACT_MIN && self.stale * 4 >= self.order.len() * 3 {
-                let slots = &self.slots;
-                self.order.retain(|e| Self::is_live(slots, e.key, e.id));
-                self.stale = 0;
-            }
+            self.compact_if_mostly_stale();
         }
         Some(slot)
+    }
+
+    /// Rebuilds the order without its stale entries once they are three quarters of
+    /// it or more. Checked wherever their share grows: when a cancel adds one, and
+    /// when live timers leave (fire) ahead of stale ones, which may be all that is
+    /// left of a burst (cancelled far timers behind fired near ones).
+    fn compact_if_mostly_stale(&mut self) {
+        if self.order.len() >= COMPACT_MIN && self.stale * 4 >= self.order.len() * 3 {
+            let slots = &self.slots;
+            self.order.retain(|e| Self::is_live(slots, e.key, e.id));
+            self.stale = 0;
+        }
     }
 
     /// Takes a fired timer's callback out to run it.
@@ -181,6 +189,9 @@ impl Timers {
                 }
                 _ => self.stale = self.stale.saturating_sub(1),
             }
+        }
+        if fired > 0 {
+            self.compact_if_mostly_stale();
         }
         fired
     }
@@ -412,6 +423,123 @@ mod tests {
         let slot = t.cancel(k, i).unwrap();
         assert!(!slot.in_heap());
         assert_eq!(t.stale, 0);
+    }
+
+    /// Far timers cancelled behind near ones that then fire: once the near ones are
+    /// gone the stale entries are nearly all of the order, which is rebuilt then, not
+    /// when the far deadlines come (at most four entries per live timer).
+    #[test]
+    fn stale_entries_left_behind_fired_timers_are_dropped() {
+        let mut t = Timers::new();
+        for i in 0..2_000 {
+            at(&mut t, 10 + i);
+        }
+        let far: Vec<_> = (0..4_000).map(|i| at(&mut t, 1_000_000 + i)).collect();
+        for &(k, i) in &far[2..] {
+            t.cancel(k, i);
+        }
+        assert_eq!(t.len(), 6_000, "a third live: no rebuild yet");
+        assert_eq!(expired(&mut t, 100_000).len(), 2_000);
+        assert_eq!(t.len(), 2, "only the two live far timers are left");
+        assert_eq!(t.stale, 0);
+        assert_eq!(expired(&mut t, 2_000_000), vec![far[0].1, far[1].1]);
+    }
+
+    /// Random schedules (rising, falling, equal, NEVER), cancels (of pending, fired
+    /// and long-gone timers), pops, takes and trims against a model: pops come in
+    /// (deadline, id) order, cancel and take find exactly the live timers, keys stay
+    /// valid through every trim, and the slab holds its highest live key.
+    #[test]
+    fn random_use_with_trims_matches_a_model() {
+        use std::collections::BTreeMap;
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut t = Timers::new();
+        // Pending: (when, id) -> key. Fired, not taken: id -> key. Every handle ever.
+        let mut pending: BTreeMap<(u64, u64), u32> = BTreeMap::new();
+        let mut fired: BTreeMap<u64, u32> = BTreeMap::new();
+        let mut handles: Vec<(u32, u64, u64)> = Vec::new();
+        let mut now = 1_000u64;
+        for step in 0..3_000 {
+            match next() % 12 {
+                0..=3 => {
+                    let shape = next() % 5;
+                    for k in 0..next() % 1_500 {
+                        let when = match shape {
+                            0 => now + k,
+                            1 => now + 5_000 - k.min(4_999),
+                            2 => now + 300,
+                            3 => NEVER,
+                            _ => now + next() % 3_000,
+                        };
+                        let (key, id) = at(&mut t, when);
+                        assert!(pending.insert((when, id), key).is_none());
+                        handles.push((key, id, when));
+                    }
+                }
+                4..=6 if !handles.is_empty() => {
+                    for _ in 0..next() % 1_200 {
+                        let (key, id, when) = handles[next() as usize % handles.len()];
+                        let was_live =
+                            pending.remove(&(when, id)).is_some() || fired.remove(&id).is_some();
+                        assert_eq!(t.cancel(key, id).is_some(), was_live, "step {step}");
+                    }
+                }
+                7..=8 => {
+                    now += next() % 1_000;
+                    let due: Vec<(u64, u64)> =
+                        pending.range(..(now + 1, 0)).map(|(k, _)| *k).collect();
+                    let mut got = vec![];
+                    t.pop_expired(now, |key, id| got.push((key, id)));
+                    let expected: Vec<(u32, u64)> = due.iter().map(|k| (pending[k], k.1)).collect();
+                    assert_eq!(got, expected, "step {step}: pops at {now}");
+                    for k in due {
+                        let key = pending.remove(&k).unwrap();
+                        fired.insert(k.1, key);
+                    }
+                }
+                9 => {
+                    let ids: Vec<u64> = fired.keys().copied().collect();
+                    for id in ids.into_iter().filter(|_| next() % 2 == 0) {
+                        let key = fired.remove(&id).unwrap();
+                        assert!(t.take(key, id).is_some());
+                        assert!(t.take(key, id).is_none(), "taken twice");
+                    }
+                }
+                _ => {
+                    t.note_use();
+                    t.trim();
+                    let highest = pending.values().chain(fired.values()).max();
+                    if let Some(&k) = highest {
+                        assert!(t.capacities().0 > k as usize, "the slab lost key {k}");
+                    }
+                }
+            }
+            if step % 50 == 0 {
+                for (&(_, id), &key) in &pending {
+                    assert!(Timers::is_live(&t.slots, key, id));
+                }
+                for (&id, &key) in &fired {
+                    assert!(Timers::is_live(&t.slots, key, id));
+                }
+                assert_eq!(t.slots.len(), pending.len() + fired.len());
+                let first = pending.keys().next().map(|k| k.0).filter(|&w| w != NEVER);
+                assert_eq!(t.next_deadline(), first, "step {step}");
+                assert!(t.stale <= t.len(), "stale {} > {}", t.stale, t.len());
+                let live_entries = pending.len().max(COMPACT_MIN / 4);
+                assert!(
+                    t.len() <= 4 * live_entries + 2 * 1_500,
+                    "step {step}: {} entries for {} pending",
+                    t.len(),
+                    pending.len()
+                );
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!
 //! Invariants: `segs` holds the entries in order, the first from index `head` on;
 //! every segment but the last is full ([`SEG`] entries) and none is empty; `len`
-//! counts the entries from `head` on.
+//! counts the entries from `head` on. No segment has room for more than [`SEG`].
 
 use std::collections::VecDeque;
 
@@ -16,6 +16,14 @@ use super::order::TimerEntry;
 
 /// Entries per segment: 2,048 entries are 48 KiB.
 pub(super) const SEG: usize = 2048;
+
+/// Doubles a segment's room, but never past [`SEG`]: after a shrink (or as a reused
+/// spare) a segment's capacity is any number, and plain doubling would give it room
+/// it never uses (2,400 entries from 1,200).
+#[cold]
+fn grow_first(seg: &mut Vec<TimerEntry>) {
+    seg.reserve_exact(seg.capacity().max(4).min(SEG - seg.len()));
+}
 
 #[derive(Default)]
 pub(super) struct Run {
@@ -56,7 +64,12 @@ impl Run {
     pub(super) fn push_back(&mut self, e: TimerEntry) {
         match self.segs.back_mut() {
             // The first segment doubles up to SEG; later ones are allocated whole.
-            Some(last) if last.len() < SEG => last.push(e),
+            Some(last) if last.len() < SEG => {
+                if last.len() == last.capacity() {
+                    grow_first(last);
+                }
+                last.push(e);
+            }
             _ => self.push_segment(e),
         }
         self.len += 1;
@@ -142,14 +155,26 @@ impl Run {
 
     /// Gives room back, keeping at least the entries: the spare goes, and a run that
     /// fits in one segment is moved into one of its size (or about `n`, if more).
+    ///
+    /// A run that fits in one segment may still span two (the end of a full one,
+    /// the start of the next, once the front has drained): they are gathered into
+    /// the first, which has room since it was full. Longer runs keep their segments:
+    /// all but the first and last are full, so they hold little spare room.
     pub(super) fn shrink_to(&mut self, n: usize) {
         self.spare = None;
-        if self.segs.len() == 1 {
-            let seg = &mut self.segs[0];
-            seg.drain(..self.head);
-            self.head = 0;
-            seg.shrink_to(n.max(seg.len()));
+        if self.len > SEG {
+            return;
         }
+        let Some(mut first) = self.segs.pop_front() else {
+            return;
+        };
+        first.drain(..self.head);
+        self.head = 0;
+        while let Some(seg) = self.segs.pop_front() {
+            first.extend(seg);
+        }
+        first.shrink_to(n.max(first.len()));
+        self.segs.push_back(first);
     }
 }
 
@@ -244,6 +269,108 @@ mod tests {
         assert!(r.is_empty() && r.front().is_none() && r.back().is_none());
         r.push_back(entry(2));
         assert_eq!(r.pop_front(), Some(entry(2)));
+    }
+
+    /// A short run left across two segments (the front drained up to the end of
+    /// the first) shrinks into one segment, in order.
+    #[test]
+    fn shrink_gathers_a_short_run_spanning_two_segments() {
+        let mut r = Run::default();
+        for id in 0..(SEG as u64 + 5) {
+            r.push_back(entry(id));
+        }
+        for _ in 0..(SEG - 3) {
+            r.pop_front();
+        }
+        assert_eq!((r.len(), r.capacity()), (8, 2 * SEG));
+        r.shrink_to(0);
+        assert!(r.capacity() < 16, "kept {}", r.capacity());
+        r.push_back(entry(99));
+        let got: Vec<u64> = std::iter::from_fn(|| r.pop_front().map(|e| e.id)).collect();
+        let mut expected: Vec<u64> = ((SEG as u64 - 3)..(SEG as u64 + 5)).collect();
+        expected.push(99);
+        assert_eq!(got, expected);
+        // It grows back into whole segments.
+        for id in 0..(3 * SEG as u64) {
+            r.push_back(entry(id));
+        }
+        let got: Vec<u64> = std::iter::from_fn(|| r.pop_front().map(|e| e.id)).collect();
+        assert_eq!(got, (0..(3 * SEG as u64)).collect::<Vec<_>>());
+    }
+
+    /// The entries from the front, and the structural invariants of the module docs.
+    fn checked_entries(r: &Run) -> Vec<TimerEntry> {
+        let n = r.segs.len();
+        for (i, s) in r.segs.iter().enumerate() {
+            assert!(!s.is_empty(), "segment {i} of {n} is empty");
+            if i + 1 < n {
+                assert_eq!(s.len(), SEG, "segment {i} of {n} is not full");
+            }
+        }
+        if n == 0 {
+            assert_eq!(r.head, 0);
+        } else {
+            assert!(r.head < r.segs[0].len(), "head past the first segment");
+        }
+        let all: Vec<TimerEntry> = r.segs.iter().flatten().skip(r.head).copied().collect();
+        assert_eq!(all.len(), r.len());
+        assert_eq!(r.front(), all.first());
+        assert_eq!(r.back(), all.last());
+        all
+    }
+
+    /// Random pushes, pops, retains (any head position, any survivors) and shrinks
+    /// against a `VecDeque`, checking the invariants after every step.
+    #[test]
+    fn random_use_matches_a_deque() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut r = Run::default();
+        let mut model: VecDeque<TimerEntry> = VecDeque::new();
+        let mut id = 0u64;
+        for _ in 0..3_000 {
+            match next() % 9 {
+                0..=3 => {
+                    for _ in 0..next() % 3_000 {
+                        r.push_back(entry(id));
+                        model.push_back(entry(id));
+                        id += 1;
+                    }
+                }
+                4..=5 => {
+                    for _ in 0..next() % 3_000 {
+                        assert_eq!(r.pop_front(), model.pop_front());
+                    }
+                }
+                6..=7 => {
+                    let (m, k) = (next() % 7 + 1, next() % 7);
+                    let keep = |e: &TimerEntry| e.id % m != k % m;
+                    r.retain(keep);
+                    model.retain(keep);
+                }
+                _ => {
+                    let n = (next() % 5_000) as usize;
+                    r.shrink_to(n);
+                    if r.len() <= SEG {
+                        assert!(
+                            r.capacity() <= n.max(r.len()),
+                            "shrink_to({n}) kept {} for {}",
+                            r.capacity(),
+                            r.len()
+                        );
+                    }
+                }
+            }
+            assert_eq!(checked_entries(&r), Vec::from(model.clone()));
+            for s in r.segs.iter().chain(&r.spare) {
+                assert!(s.capacity() <= SEG, "a segment of {}", s.capacity());
+            }
+        }
     }
 
     /// A run that fills and drains over and over reuses its room.

@@ -9,11 +9,13 @@
 //! most of what scheduling a burst of timers costs on a VM.
 //!
 //! Keys are `chunk * CHUNK + offset`. Only the first chunk grows by doubling (a loop
-//! with a few timers holds a few slots); every later chunk is allocated whole.
+//! with a few timers holds a few slots), up to [`CHUNK`]; every later chunk is
+//! allocated whole.
 //!
 //! Invariants: `chunks[..n-1]` each hold exactly [`CHUNK`] entries and the last one
 //! at most that many (`end` entries in all, every key below `end` exists); `free`
-//! links every vacant entry exactly once; `len` counts the occupied ones.
+//! links every vacant entry exactly once; `len` counts the occupied ones. No chunk
+//! has room for more than [`CHUNK`] entries.
 
 use std::mem;
 
@@ -109,7 +111,14 @@ impl<T> Slots<T> {
                 Vec::with_capacity(CHUNK)
             });
         }
-        self.chunks[chunk].push(Entry::Occupied(value));
+        let c = &mut self.chunks[chunk];
+        if c.len() == c.capacity() {
+            // Only the first chunk fills below CHUNK. It doubles, but never past
+            // CHUNK: after a shrink its capacity is any number, and plain doubling
+            // would give it room it never uses (1,332 slots from 333).
+            c.reserve_exact(c.capacity().max(4).min(CHUNK - c.len()));
+        }
+        c.push(Entry::Occupied(value));
         self.end += 1;
         key
     }
@@ -301,6 +310,99 @@ mod tests {
             s.insert(0);
         }
         assert_eq!(s.insert(0), CHUNK + 3);
+    }
+
+    /// Every operation against a model that names the key each insert must return:
+    /// a stack of vacant keys (last freed on top; after a shrink, the lowest on top)
+    /// and the end. Shrinks keep every live value and free every chunk past the
+    /// highest one; `take_all` hands the values back lowest key first.
+    #[test]
+    fn random_use_matches_a_model_of_the_free_list() {
+        let mut x: u64 = 0xD1B5_4A32_D192_ED03;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut s: Slots<u64> = Slots::default();
+        let mut live: HashMap<usize, u64> = HashMap::new();
+        let mut vacant: Vec<usize> = Vec::new();
+        let mut end = 0usize;
+        let mut value = 0u64;
+        for step in 0..1_500 {
+            match next() % 10 {
+                0..=4 => {
+                    for _ in 0..next() % 700 {
+                        let expected = vacant.pop().unwrap_or_else(|| {
+                            end += 1;
+                            end - 1
+                        });
+                        assert_eq!(s.insert(value), expected);
+                        live.insert(expected, value);
+                        value += 1;
+                    }
+                }
+                5..=7 => {
+                    for _ in 0..next() % 800 {
+                        if live.is_empty() {
+                            break;
+                        }
+                        let key = (next() as usize) % end;
+                        if !live.contains_key(&key) {
+                            continue;
+                        }
+                        assert_eq!(s.remove(key), live.remove(&key).unwrap());
+                        vacant.push(key);
+                    }
+                }
+                8 => {
+                    s.shrink_to_fit();
+                    end = live.keys().max().map_or(0, |k| k + 1);
+                    vacant.retain(|&k| k < end);
+                    vacant.sort_unstable_by(|a, b| b.cmp(a));
+                    assert_eq!(s.highest_key(), end.checked_sub(1));
+                    let chunks = end.div_ceil(CHUNK);
+                    if chunks <= 1 {
+                        assert_eq!(s.capacity(), end, "one chunk: exactly the slots in use");
+                    } else {
+                        assert_eq!(s.capacity(), chunks * CHUNK);
+                    }
+                }
+                _ => {
+                    if next() % 4 == 0 {
+                        let mut expected: Vec<(usize, u64)> = live.drain().collect();
+                        expected.sort_unstable();
+                        let expected: Vec<u64> = expected.into_iter().map(|e| e.1).collect();
+                        assert_eq!(s.take_all(), expected, "lowest key first");
+                        assert_eq!(s.capacity(), 0);
+                        vacant.clear();
+                        end = 0;
+                    } else if live.is_empty() {
+                        let capacity = s.capacity();
+                        s.reset_empty();
+                        assert_eq!(s.capacity(), capacity);
+                        vacant.clear();
+                        end = 0;
+                    }
+                }
+            }
+            assert_eq!(s.len(), live.len());
+            assert!(s.capacity() >= end);
+            assert!(
+                s.chunks.iter().all(|c| c.capacity() <= CHUNK),
+                "a chunk past CHUNK"
+            );
+            if step % 20 == 0 {
+                for (&k, v) in &live {
+                    assert_eq!(s.get(k), Some(v));
+                }
+                for &k in &vacant {
+                    assert_eq!(s.get(k), None);
+                }
+            }
+            assert_eq!(s.get(end), None);
+        }
     }
 
     /// An emptied store reset refills from key 0, in its old chunks.
