@@ -333,7 +333,7 @@ mod tests {
         let mut r = Run::default();
         let mut model: VecDeque<TimerEntry> = VecDeque::new();
         let mut id = 0u64;
-        for _ in 0..3_000 {
+        for _ in 0..crate::timers::tests::random_steps(1_000) {
             match next() % 9 {
                 0..=3 => {
                     for _ in 0..next() % 3_000 {

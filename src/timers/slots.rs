@@ -330,7 +330,7 @@ mod tests {
         let mut vacant: Vec<usize> = Vec::new();
         let mut end = 0usize;
         let mut value = 0u64;
-        for step in 0..1_500 {
+        for step in 0..crate::timers::tests::random_steps(1_500) {
             match next() % 10 {
                 0..=4 => {
                     for _ in 0..next() % 700 {
