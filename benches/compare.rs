@@ -1,6 +1,7 @@
 //! The peer comparison: the workloads of issue 13's table, each on evloop and on its
 //! peers (tokio `current_thread` and `LocalSet`, calloop, smol: `async-executor` +
-//! `async-io`), rounds interleaved across peers, medians printed as one markdown
+//! `async-io`), rounds interleaved across peers (each round starting at the next
+//! peer), medians printed as one markdown
 //! table. `benches/compare.sh` runs it with the TCP echo row and the memory table.
 //!
 //! ```text
@@ -1084,7 +1085,11 @@ fn main() {
     let mut samples = Samples::new();
     let started = Instant::now();
     for round in 1..=args.rounds {
-        for peer in PEERS {
+        // Each round starts at the next peer, so that no peer always runs first in a
+        // round (the first run of a process pays its fresh heap's page faults) or
+        // always after the same one (whose freed memory the allocator hands on).
+        for k in 0..PEERS.len() {
+            let peer = PEERS[(round - 1 + k) % PEERS.len()];
             if args.peer.as_deref().is_some_and(|p| p != peer) {
                 continue;
             }
