@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
 use parking_lot::Mutex;
@@ -136,27 +136,39 @@ thread_local! {
 /// loop id, task key and generation) can reach its loop from any thread.
 static LOOPS: RwLock<Vec<Option<Weak<Shared>>>> = RwLock::new(Vec::new());
 
+/// The next id to hand out once every id has been used: ids are given round-robin,
+/// so that a dead loop's id comes back only after 65,535 others.
+static NEXT_REUSE: AtomicUsize = AtomicUsize::new(0);
+
 /// Gives `shared` a loop id.
+///
+/// Ids are not reused while fresh ones remain, and then round-robin: a waker that
+/// outlived its loop (a plain word naming loop, task key and generation) must not
+/// reach a task of the next loop, whose first tasks have the same keys and
+/// generations. (Reuse of the lowest free id made the waker of a dropped loop's task
+/// wake the first task of the loop created after it.)
 ///
 /// # Panics
 /// With more than 65,536 loops alive at once.
 pub(crate) fn register_loop(shared: &Arc<Shared>) -> u16 {
+    const IDS: usize = 1 << 16;
     let mut loops = LOOPS.write().unwrap_or_else(|e| e.into_inner());
     let weak = Some(Arc::downgrade(shared));
-    let id = match loops
-        .iter()
-        .position(|l| l.as_ref().is_none_or(|w| w.strong_count() == 0))
-    {
-        Some(i) => {
-            loops[i] = weak;
-            i
-        }
-        None => {
-            loops.push(weak);
-            loops.len() - 1
-        }
+    let free = |l: &Option<Weak<Shared>>| l.as_ref().is_none_or(|w| w.strong_count() == 0);
+    let id = if loops.len() < IDS {
+        loops.push(weak);
+        loops.len() - 1
+    } else {
+        let start = NEXT_REUSE.load(Ordering::Relaxed) % IDS;
+        let i = (0..IDS)
+            .map(|k| (start + k) % IDS)
+            .find(|&i| free(&loops[i]))
+            .expect("more than 65,536 event loops alive at once");
+        NEXT_REUSE.store(i + 1, Ordering::Relaxed);
+        loops[i] = weak;
+        i
     };
-    u16::try_from(id).expect("more than 65,536 event loops alive at once")
+    u16::try_from(id).expect("loop ids fit in 16 bits")
 }
 
 /// Frees a loop id.

@@ -864,3 +864,29 @@ fn cross_thread_wake_unblocks_an_idle_loop() {
     assert!(done.get());
     assert!(start.elapsed() < GENEROUS);
 }
+
+/// The waker of a task whose loop is gone never wakes a task of a later loop (loop
+/// ids are not handed out again at once, and a new loop's first task has the same
+/// key and generation as the old loop's first one).
+#[test]
+fn a_dead_loops_waker_does_not_wake_the_next_loops_task() {
+    let old = WakerSlot::new();
+    {
+        let lp = Loop::new().unwrap();
+        let _t = lp.create_task(GrabWaker(old.clone()));
+        run_briefly(&lp);
+    }
+    let stale = old.get().expect("polled once");
+    let lp = Loop::new().unwrap();
+    let polls = Polls::new();
+    let slot = WakerSlot::new();
+    let _t = lp.create_task(count_polls(&polls, GrabWaker(slot.clone())));
+    run_briefly(&lp);
+    assert_eq!(polls.get(), 1);
+    stale.wake_by_ref();
+    run_iterations(&lp, 2);
+    assert_eq!(polls.get(), 1, "woken by another loop's task's waker");
+    slot.get().unwrap().wake();
+    run_briefly(&lp);
+    assert_eq!(polls.get(), 2, "its own waker still works");
+}
