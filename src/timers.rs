@@ -295,6 +295,18 @@ impl Timers {
 mod tests {
     use super::*;
 
+    /// The random numbers of the store's randomized tests (here and in `run`,
+    /// `slots`): a xorshift64 generator from `seed`, the same sequence on every run.
+    pub(super) fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut x = seed;
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
     /// Steps of a randomized test: a fifth of `n` under valgrind (`.ci/valgrind` sets
     /// `EVLOOP_UNDER_VALGRIND`), whose slowdown the lib's other tests share.
     pub(super) fn random_steps(n: usize) -> usize {
@@ -462,13 +474,7 @@ mod tests {
     #[test]
     fn random_use_with_trims_matches_a_model() {
         use std::collections::BTreeMap;
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
         let mut t = Timers::new();
         // Pending: (when, id) -> key. Fired, not taken: id -> key. Every handle ever.
         let mut pending: BTreeMap<(u64, u64), u32> = BTreeMap::new();
@@ -515,7 +521,7 @@ mod tests {
                 }
                 9 => {
                     let ids: Vec<u64> = fired.keys().copied().collect();
-                    for id in ids.into_iter().filter(|_| next() % 2 == 0) {
+                    for id in ids.into_iter().filter(|_| next().is_multiple_of(2)) {
                         let key = fired.remove(&id).unwrap();
                         assert!(t.take(key, id).is_some());
                         assert!(t.take(key, id).is_none(), "taken twice");

@@ -323,13 +323,7 @@ mod tests {
     /// against a `VecDeque`, checking the invariants after every step.
     #[test]
     fn random_use_matches_a_deque() {
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::timers::tests::xorshift(0x2545_F491_4F6C_DD1D);
         let mut r = Run::default();
         let mut model: VecDeque<TimerEntry> = VecDeque::new();
         let mut id = 0u64;

@@ -233,11 +233,9 @@ mod tests {
         let mut s = Slots::default();
         let mut model: HashMap<usize, u64> = HashMap::new();
         let mut freed: Vec<usize> = Vec::new();
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = crate::timers::tests::xorshift(0x9E37_79B9_7F4A_7C15);
         for i in 0..20_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = next();
             if x.is_multiple_of(3) && !model.is_empty() {
                 let key = *model.keys().nth((x as usize / 3) % model.len()).unwrap();
                 assert_eq!(s.remove(key), model.remove(&key).unwrap());
@@ -318,13 +316,7 @@ mod tests {
     /// highest one; `take_all` hands the values back lowest key first.
     #[test]
     fn random_use_matches_a_model_of_the_free_list() {
-        let mut x: u64 = 0xD1B5_4A32_D192_ED03;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::timers::tests::xorshift(0xD1B5_4A32_D192_ED03);
         let mut s: Slots<u64> = Slots::default();
         let mut live: HashMap<usize, u64> = HashMap::new();
         let mut vacant: Vec<usize> = Vec::new();
@@ -370,7 +362,7 @@ mod tests {
                     }
                 }
                 _ => {
-                    if next() % 4 == 0 {
+                    if next().is_multiple_of(4) {
                         let mut expected: Vec<(usize, u64)> = live.drain().collect();
                         expected.sort_unstable();
                         let expected: Vec<u64> = expected.into_iter().map(|e| e.1).collect();
